@@ -1,0 +1,70 @@
+# One entry point for people and CI: every target is a thin call into the
+# package or a standard tool. `make help` lists them.
+
+PYTHON ?= python3.11
+UV_VERSION := 0.13.9
+VENV := .venv
+UV := .uv/bin/uv
+# dvc.yaml's stage commands call `churn`: put the project's tools first on PATH.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
+# Precompile at install: the first import of great_expectations, mlflow and
+# scikit-learn otherwise compiles thousands of files (and never caches them
+# where PYTHONDONTWRITEBYTECODE is set).
+export UV_COMPILE_BYTECODE := 1
+export GX_ANALYTICS_ENABLED := false
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(UV):
+	$(PYTHON) -m venv .uv
+	.uv/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+$(VENV)/.installed: $(UV) pyproject.toml uv.lock
+	$(UV) sync --locked --python $(PYTHON) --quiet
+	@touch $@
+
+.PHONY: install
+install: $(VENV)/.installed ## Create .venv and install the locked dependencies
+
+.PHONY: demo
+demo: install ## Run the whole pipeline (dvc repro) and show the metrics
+	dvc repro
+	@echo
+	churn summary
+
+.PHONY: repro
+repro: install ## Run the pipeline stages whose inputs changed
+	dvc repro
+
+.PHONY: test
+test: install ## Run the test suite (unit, data, model, integration)
+	pytest
+
+.PHONY: test-fast
+test-fast: install ## Run the tests that take seconds (no integration)
+	pytest -m "not integration"
+
+.PHONY: lint
+lint: install ## Check style, formatting and types
+	ruff check .
+	ruff format --check .
+	mypy
+
+.PHONY: format
+format: install ## Format the code and fix what ruff can fix
+	ruff format .
+	ruff check --fix .
+
+.PHONY: bench
+bench: install ## Time and measure each stage on 100k and 1M synthetic rows
+	python bench/scale.py --rows 100000 1000000 --out bench/results
+
+.PHONY: clean
+clean: ## Remove the environments and caches (keeps data, models, MLflow runs)
+	rm -rf $(VENV) .uv .mypy_cache .ruff_cache .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

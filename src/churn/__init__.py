@@ -1,0 +1,1 @@
+"""Customer-churn prediction: data contract, pipeline stages and tooling."""

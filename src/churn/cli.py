@@ -1,0 +1,164 @@
+"""The `churn` command: one subcommand per pipeline stage and per tool.
+
+Every path arrives as an option (from `dvc.yaml`'s ``cmd`` or a person's
+shell); nothing is rebuilt from defaults inside the stages. Heavy libraries
+are imported inside each command, so ``churn --help`` answers at once.
+
+Exit codes: 0 success, 1 the data or model failed a check, 2 a usage or
+input error (missing or unreadable file, bad parameters). Expected errors
+print one readable line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from churn.data import DataError
+from churn.params import ParamsError, load_params
+
+app = typer.Typer(
+    help="Customer-churn pipeline: prepare, validate, train, evaluate.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+ParamsOption = Annotated[Path, typer.Option("--params", help="Parameters file.", dir_okay=False)]
+EXIT_CHECK_FAILED = 1
+EXIT_USAGE = 2
+
+
+@app.callback()
+def _configure(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    # Our own messages at INFO; third-party libraries only when they warn.
+    logging.basicConfig(
+        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    logging.getLogger("churn").setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+@contextmanager
+def _errors_as_exit_codes() -> Iterator[None]:
+    """Turn the package's expected errors into one line and an exit code."""
+    from churn.model import ModelError
+    from churn.train import ValidationFailedError
+
+    try:
+        yield
+    except (DataError, ParamsError, ModelError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    except ValidationFailedError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_CHECK_FAILED) from None
+
+
+@app.command()
+def prepare(
+    raw: Annotated[Path, typer.Option(help="Raw customer CSV.", dir_okay=False)],
+    out_dir: Annotated[Path, typer.Option(help="Directory for train.csv and test.csv.")],
+    params_file: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Clean the raw file and write a seeded, stratified train/test split."""
+    from churn import prepare as stage
+
+    with _errors_as_exit_codes():
+        stage.main(raw, out_dir, load_params(params_file).prepare)
+
+
+@app.command()
+def validate(
+    paths: Annotated[list[Path], typer.Argument(help="CSV files in the raw or prepared format.")],
+    report: Annotated[
+        Path | None, typer.Option(help="Write the machine-readable report here (JSON).")
+    ] = None,
+) -> None:
+    """Check CSV files against the data contract (exit 0 pass, 1 fail, 2 unreadable).
+
+    Several files are checked as one table, so an id that appears in two of
+    them (a customer in both train and test) is reported as a duplicate.
+    """
+    from churn.data import load
+    from churn.validation import validate as run_validation
+
+    with _errors_as_exit_codes():
+        frame = load(paths)
+    result = run_validation(frame, [str(p) for p in paths])
+    if report is not None:
+        result.write_json(report)
+    typer.echo(result.render())
+    if not result.success:
+        raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+@app.command()
+def train(
+    train_csv: Annotated[Path, typer.Option("--train", help="Training split CSV.", dir_okay=False)],
+    validation_report: Annotated[
+        Path, typer.Option(help="Validation report that must say the data passed.")
+    ],
+    model_dir: Annotated[Path, typer.Option(help="Directory for the model and its card.")],
+    params_file: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Fit the pipeline, save it with its card, log and register it in MLflow."""
+    from churn import train as stage
+    from churn.tracking import TrackingSettings
+
+    with _errors_as_exit_codes():
+        params = load_params(params_file).train
+        stage.main(
+            train_csv, validation_report, model_dir, params=params, settings=TrackingSettings()
+        )
+
+
+@app.command()
+def evaluate(
+    test_csv: Annotated[Path, typer.Option("--test", help="Held-out split CSV.", dir_okay=False)],
+    model_dir: Annotated[Path, typer.Option(help="Directory holding the trained model.")],
+    metrics: Annotated[Path, typer.Option(help="Where to write metrics (JSON).")],
+    plots_dir: Annotated[Path, typer.Option(help="Directory for plot data and PNG images.")],
+    params_file: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Score the held-out split: metrics.json, plot data for DVC and PNG images."""
+    from churn import evaluate as stage
+
+    with _errors_as_exit_codes():
+        params = load_params(params_file)
+        stage.main(
+            test_csv,
+            model_dir,
+            metrics_path=metrics,
+            plots_dir=plots_dir,
+            params=params.evaluate,
+            seed=params.train.seed,
+        )
+
+
+@app.command()
+def summary(
+    metrics: Annotated[Path, typer.Option(help="Metrics file written by evaluate.")] = Path(
+        "metrics.json"
+    ),
+    model_dir: Annotated[Path, typer.Option(help="Directory holding the trained model.")] = Path(
+        "models"
+    ),
+    plots_dir: Annotated[Path, typer.Option(help="Directory of plots.")] = Path("plots"),
+) -> None:
+    """Print the metrics table and where the model, plots and MLflow runs are."""
+    from churn.summary import render
+
+    with _errors_as_exit_codes():
+        typer.echo(render(metrics, model_dir, plots_dir))
+
+
+def main() -> None:  # pragma: no cover - console-script shim
+    app()

@@ -1,0 +1,128 @@
+"""Reading customer records from CSV and repairing the raw file's known quirks.
+
+Files are read with every column as text, then each contract column gets its
+type. A value that does not parse is *kept as written* (the column becomes an
+object column) rather than turned into a null, so that validation can name
+the offending value instead of reporting a mysterious missing one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from churn import contract
+
+
+class DataError(Exception):
+    """A file that cannot be read as a table at all: missing, unreadable, empty."""
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    """Read a CSV in the raw (or prepared) format, every column as text.
+
+    Raises `DataError` with a one-line reason when the file is not a readable,
+    non-empty CSV; a header-only file is a readable table with zero rows.
+    """
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, not a CSV file") from None
+    except PermissionError:
+        raise DataError(f"{path}: permission denied") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty (not even a header row)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        reason = str(exc).strip().splitlines()[0]
+        raise DataError(f"{path}: not a readable CSV file ({reason})") from None
+
+
+def _to_number(text: pd.Series, kind: str) -> pd.Series:
+    """Parse a text column into numbers, keeping unparseable values as written."""
+    parsed = pd.to_numeric(text, errors="coerce")
+    invalid = parsed.isna() & text.notna()
+    if kind == "int":
+        invalid |= parsed.notna() & (parsed % 1 != 0)
+    if not invalid.any():
+        return parsed.astype("Int64" if kind == "int" else "float64")
+    cast = int if kind == "int" else float
+    mixed = text.astype(object).copy()
+    good = parsed.notna() & ~invalid
+    mixed[good] = [cast(v) for v in parsed[good]]
+    mixed[invalid] = [parsed_or_text(v) for v in text[invalid]]
+    return mixed
+
+
+def parsed_or_text(value: str) -> float | str:
+    """A non-integral number stays a number (so the report shows 1.5, not '1.5')."""
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
+def clean(frame: pd.DataFrame) -> pd.DataFrame:
+    """Repair the raw file's known quirks and type each contract column.
+
+    - ``SeniorCitizen`` 0/1 becomes ``"No"``/``"Yes"`` like every other flag;
+    - a blank ``TotalCharges`` of a customer with zero tenure (not yet billed)
+      becomes 0.0; a blank anywhere else stays missing, for validation to flag.
+
+    Idempotent, so it applies equally to the raw file and to prepared splits.
+    Columns the contract does not know, and contract columns that are absent,
+    are left for validation to report.
+    """
+    out = frame.copy()
+    if "SeniorCitizen" in out:
+        out["SeniorCitizen"] = out["SeniorCitizen"].replace({"0": "No", "1": "Yes"})
+    for column in contract.NUMERIC_FEATURES:
+        if column.name == "TotalCharges" or column.name not in out:
+            continue
+        out[column.name] = _to_number(out[column.name], column.kind)
+    if "TotalCharges" in out:
+        total = out["TotalCharges"]
+        if "tenure" in out:
+            blank = total.isna() | total.str.strip().eq("")
+            new_customer = pd.to_numeric(out["tenure"], errors="coerce").eq(0)
+            total = total.mask(blank & new_customer, "0")
+        total = total.mask(total.str.strip().eq(""), np.nan)
+        out["TotalCharges"] = _to_number(total, "float")
+    return out
+
+
+def load(paths: list[Path]) -> pd.DataFrame:
+    """Read and clean one or more CSV files into one frame (rows in file order)."""
+    frames = [clean(read_csv(p)) for p in paths]
+    if len(frames) == 1:
+        return frames[0]
+    return pd.concat(frames, ignore_index=True)
+
+
+def features(frame: pd.DataFrame) -> pd.DataFrame:
+    """The model's input columns in contract order, numbers as float64.
+
+    Call it on validated data only: it assumes every value already parsed.
+    """
+    out = frame[contract.feature_names()].copy()
+    numeric = contract.numeric_names()
+    out[numeric] = out[numeric].astype("float64")
+    return out
+
+
+def label(frame: pd.DataFrame) -> np.ndarray:
+    """The label as 0/1 integers (1 = churned)."""
+    return frame[contract.LABEL.name].eq(contract.POSITIVE_LABEL).to_numpy(dtype=np.int64)
+
+
+def file_sha256(path: Path) -> str:
+    """Content hash of a file, streamed so large files do not fill memory."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

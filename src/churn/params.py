@@ -1,0 +1,81 @@
+"""Experiment parameters: `params.yaml`, loaded into frozen, typed models.
+
+Every model forbids unknown keys, so a typo such as ``test_sise`` stops the
+run with the offending key named instead of silently using a default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+DEFAULT_PATH = Path("params.yaml")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PrepareParams(_Frozen):
+    test_size: float = Field(gt=0, lt=1)
+    seed: int
+
+
+class LogisticRegressionParams(_Frozen):
+    C: float = Field(gt=0)
+    max_iter: int = Field(gt=0)
+
+
+class HistGradientBoostingParams(_Frozen):
+    learning_rate: float = Field(gt=0, le=1)
+    max_iter: int = Field(gt=0)
+    max_depth: int | None = Field(default=None, gt=0)
+    l2_regularization: float = Field(default=0.0, ge=0)
+
+
+class TrainParams(_Frozen):
+    estimator: Literal["logistic_regression", "hist_gradient_boosting"]
+    seed: int
+    cv_folds: int = Field(ge=2)
+    logistic_regression: LogisticRegressionParams
+    hist_gradient_boosting: HistGradientBoostingParams
+
+
+class EvaluateParams(_Frozen):
+    threshold: float = Field(gt=0, lt=1)
+    calibration_bins: int = Field(ge=2)
+
+
+class GateParams(_Frozen):
+    min_roc_auc: float = Field(ge=0, le=1)
+    max_roc_auc_drop: float = Field(ge=0, le=1)
+
+
+class Params(_Frozen):
+    prepare: PrepareParams
+    train: TrainParams
+    evaluate: EvaluateParams
+    gate: GateParams
+
+
+class ParamsError(Exception):
+    """params.yaml is missing, not YAML, or does not match the models above."""
+
+
+def load_params(path: Path = DEFAULT_PATH) -> Params:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ParamsError(f"{path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML ({exc})") from None
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ParamsError(f"{path}: {problems}") from None

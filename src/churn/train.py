@@ -1,0 +1,107 @@
+"""Stage `train`: fit the pipeline, save it safely, log and register it.
+
+Training refuses to start unless the validation report of the same data says
+it passed, so a model is never fitted on data that broke the contract, even
+when this stage is run by hand outside `dvc repro`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from churn import contract
+from churn.data import features, file_sha256, label, load
+from churn.model import (
+    CARD_FILE,
+    ModelCard,
+    build_pipeline,
+    library_versions,
+    save_model,
+)
+from churn.params import TrainParams
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
+
+    from churn.tracking import TrackingSettings
+
+log = logging.getLogger(__name__)
+EXAMPLE_ROWS = 3
+
+
+class ValidationFailedError(Exception):
+    """The data this stage would train on did not pass validation."""
+
+
+def cross_validate(frame: pd.DataFrame, params: TrainParams) -> dict[str, float]:
+    """Stratified k-fold ROC AUC of a fresh pipeline on ``frame``."""
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    folds = StratifiedKFold(n_splits=params.cv_folds, shuffle=True, random_state=params.seed)
+    scores = cross_val_score(
+        build_pipeline(params), features(frame), label(frame), cv=folds, scoring="roc_auc"
+    )
+    return {
+        "cv_roc_auc": round(float(scores.mean()), 6),
+        "cv_roc_auc_std": round(float(scores.std()), 6),
+    }
+
+
+def run(frame: pd.DataFrame, params: TrainParams) -> tuple[Pipeline, dict[str, float]]:
+    """Cross-validate, then fit on all of ``frame``; returns (pipeline, CV metrics)."""
+    metrics = cross_validate(frame, params)
+    pipeline = build_pipeline(params).fit(features(frame), label(frame))
+    return pipeline, metrics
+
+
+def require_passed(report_path: Path) -> None:
+    try:
+        report = json.loads(report_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValidationFailedError(
+            f"{report_path}: cannot read validation report ({exc})"
+        ) from None
+    if report.get("success") is not True:
+        raise ValidationFailedError(f"{report_path}: the data failed validation; not training")
+
+
+def main(
+    train_path: Path,
+    report_path: Path,
+    model_dir: Path,
+    *,
+    params: TrainParams,
+    settings: TrackingSettings,
+) -> ModelCard:
+    from churn import tracking
+
+    require_passed(report_path)
+    frame = load([train_path])
+    tracking.start(settings)  # fail on an unreachable tracking server before fitting
+    pipeline, metrics = run(frame, params)
+    sha256 = save_model(pipeline, model_dir)
+    card = ModelCard(
+        sha256=sha256,
+        estimator=params.estimator,
+        params=params.model_dump(),
+        features=contract.feature_names(),
+        data={"train_sha256": file_sha256(train_path), "train_rows": len(frame)},
+        metrics=metrics,
+        libraries=library_versions(),
+    )
+    card.write(model_dir / CARD_FILE)
+    record = tracking.log_training(
+        pipeline,
+        example=features(frame).head(EXAMPLE_ROWS),
+        card=card,
+        model_dir=model_dir,
+        settings=settings,
+    )
+    record.write(model_dir / tracking.RUN_FILE)
+    log.info("model %s… CV ROC AUC %.4f", sha256[:12], metrics["cv_roc_auc"])
+    return card
