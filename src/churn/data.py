@@ -85,13 +85,13 @@ def clean(frame: pd.DataFrame) -> pd.DataFrame:
             continue
         out[column.name] = _to_number(out[column.name], column.kind)
     if "TotalCharges" in out:
-        total = out["TotalCharges"]
+        total = out["TotalCharges"].astype(object)
+        blank = total.astype("string").str.strip().eq("").fillna(value=True)
         if "tenure" in out:
-            blank = total.isna() | total.str.strip().eq("")
             new_customer = pd.to_numeric(out["tenure"], errors="coerce").eq(0)
-            total = total.mask(blank & new_customer, "0")
-        total = total.mask(total.str.strip().eq(""), np.nan)
-        out["TotalCharges"] = _to_number(total, "float")
+            total = total.mask(blank & new_customer, 0.0)
+            blank &= ~new_customer
+        out["TotalCharges"] = _to_number(total.mask(blank, np.nan), "float")
     return out
 
 

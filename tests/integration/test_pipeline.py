@@ -1,0 +1,178 @@
+"""The whole pipeline in a temporary copy of the repository, with real DVC,
+Great Expectations and MLflow (local SQLite store), as a fresh clone runs it.
+
+The tests in this module share one copy and run in file order: the first
+reproduces the pipeline, the later ones build on that state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from churn.data import file_sha256
+from churn.model import CARD_FILE, MODEL_FILE
+from churn.tracking import RUN_FILE
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.integration
+BIN = Path(sys.executable).parent
+
+
+@dataclass(frozen=True)
+class Repo:
+    root: Path
+    env: dict[str, str]
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            args,
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            pytest.fail(
+                f"{' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+            )
+        return result
+
+    def dvc(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.run(str(BIN / "dvc"), *args, check=check)
+
+
+def _project_files() -> list[str]:
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout.split("\n")  # fmt: skip
+    return [name for name in listed if name and (REPO / name).is_file()]
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repo]:
+    """A git repository holding the project's files as they are now, reproduced once."""
+    root = tmp_path_factory.mktemp("project")
+    for name in _project_files():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, root / name)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "CHURN_"))}
+    env |= {
+        "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        "GX_ANALYTICS_ENABLED": "false",
+        "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
+        "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid",
+    }  # fmt: skip
+    project = Repo(root, env)
+    project.run("git", "init", "--quiet", "--initial-branch=main")
+    project.run("git", "add", "--all")
+    project.run("git", "commit", "--quiet", "--message", "copy")
+    project.dvc("repro")
+    yield project
+
+
+def _metrics(repo: Repo) -> dict[str, float]:
+    metrics: dict[str, float] = json.loads((repo.root / "metrics.json").read_text())
+    return metrics
+
+
+def test_repro_builds_every_output(repo: Repo) -> None:
+    root = repo.root
+    for path in ("data/prepared/train.csv", "data/prepared/test.csv", "plots/images/roc.png"):
+        assert (root / path).stat().st_size > 0, path
+    report = json.loads((root / "reports/validation.json").read_text())
+    assert report["success"] is True
+    assert report["statistics"]["failed"] == 0
+    metrics = _metrics(repo)
+    assert metrics["roc_auc"] >= 0.84
+    card = json.loads((root / "models" / CARD_FILE).read_text())
+    assert card["sha256"] == file_sha256(root / "models" / MODEL_FILE)
+    assert card["metrics"]["cv_roc_auc"] >= 0.84
+    for name in ("roc", "precision_recall", "confusion", "calibration", "feature_importance"):
+        assert (root / "plots" / f"{name}.csv").is_file()
+        assert (root / "plots" / "images" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_model_is_registered_in_mlflow_with_signature_and_example(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+    from mlflow.models import get_model_info
+
+    run = json.loads((repo.root / "models" / RUN_FILE).read_text())
+    assert run["tracking_uri"] == "sqlite:///mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{repo.root / 'mlflow.db'}")
+    client = mlflow.MlflowClient()
+    version = client.get_model_version(run["registered_model"], run["version"])
+    assert version.run_id == run["run_id"]
+    logged = client.get_run(run["run_id"])
+    assert logged.data.metrics["test_roc_auc"] == _metrics(repo)["roc_auc"]
+    assert logged.data.params["estimator"] == "logistic_regression"
+    info = get_model_info(run["model_uri"])
+    assert info.signature is not None
+    assert info.signature.inputs.input_names()[-1] == "PaymentMethod"
+    assert info.saved_input_example_info is not None
+    model = mlflow.get_logged_model(run["model_uri"].removeprefix("models:/"))
+    artifacts = Path(model.artifact_location.removeprefix("file://"))
+    assert (artifacts / "serving_input_example.json").is_file()
+
+
+def test_second_repro_runs_nothing(repo: Repo) -> None:
+    result = repo.dvc("repro")
+    assert "Running stage" not in result.stdout
+    assert "Data and pipelines are up to date." in result.stdout
+    assert "up to date" in repo.dvc("status").stdout
+
+
+def test_push_and_pull_through_a_remote(repo: Repo, tmp_path: Path) -> None:
+    outputs = ["data/prepared/train.csv", "data/prepared/test.csv", f"models/{MODEL_FILE}"]
+    before = {name: file_sha256(repo.root / name) for name in outputs}
+    repo.dvc("remote", "add", "--local", "--default", "store", str(tmp_path / "remote"))
+    repo.dvc("push")
+    shutil.rmtree(repo.root / ".dvc" / "cache")
+    for directory in ("data/prepared", "models", "plots/images"):
+        shutil.rmtree(repo.root / directory)
+    repo.dvc("pull")
+    assert {name: file_sha256(repo.root / name) for name in outputs} == before
+    assert "Data and pipelines are up to date." in repo.dvc("repro").stdout
+    assert "Cache and remote 'store' are in sync" in repo.dvc("status", "--cloud").stdout
+
+
+def test_bad_data_stops_the_pipeline_and_keeps_the_last_model(repo: Repo) -> None:
+    raw = repo.root / "data/raw/telco_churn.csv"
+    model = repo.root / "models" / MODEL_FILE
+    model_hash = file_sha256(model)
+    good = raw.read_text()
+    raw.write_text(good.replace(",Two year,", ",Weekly,", 3))
+    try:
+        result = repo.dvc("repro", check=False)
+        assert result.returncode != 0
+        output = result.stdout + result.stderr
+        assert "- Contract: one of ['Month-to-month', 'One year', 'Two year']" in output
+        assert "'Weekly'" in output
+        assert "Running stage 'train'" not in output
+        assert file_sha256(model) == model_hash
+    finally:
+        raw.write_text(good)
+
+
+def test_experiment_with_a_changed_parameter(repo: Repo) -> None:
+    baseline = _metrics(repo)["roc_auc"]
+    repo.dvc("exp", "run", "--set-param", "train.logistic_regression.C=0.01")
+    shown = json.loads(repo.dvc("exp", "show", "--json").stdout)
+    assert "0.01" in json.dumps(shown)
+    assert _metrics(repo)["roc_auc"] != baseline
+    diff = json.loads(repo.dvc("params", "diff", "--json").stdout)
+    change = diff["params.yaml"]["train.logistic_regression.C"]
+    assert (change["old"], change["new"]) == (1.0, 0.01)
