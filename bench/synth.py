@@ -5,8 +5,8 @@ than copy it a hundred times (duplicate ids fail validation, and a model on
 repeated rows learns nothing new), `synthesize` draws fresh records from the
 data contract itself: levels from `contract.CATEGORICAL_FEATURES`, ranges from
 `contract.NUMERIC_FEATURES`, cross-field rules from `contract.IMPLICATIONS`.
-So a contract change reaches the benchmark without editing it, and every file
-it writes passes `churn validate`.
+So a new level, range or rule (or a new categorical column) reaches the
+benchmark without editing it, and every file it writes passes `churn validate`.
 
 The output is the *raw* format, quirks included (``SeniorCitizen`` as 0/1, a
 single space for the ``TotalCharges`` of zero-tenure customers), so the

@@ -166,11 +166,25 @@ def log_training(
 
 
 def log_evaluation(record: RunRecord, metrics: dict[str, float], plots_dir: Path) -> None:
-    """Add held-out metrics and plot images to the run that trained the model."""
+    """Add held-out metrics and plot images to the run that trained the model.
+
+    If that run is gone (a deleted local store, another tracking server), the
+    evaluation itself still stands: warn and leave the tracking store alone.
+    """
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     _quiet_mlflow()
     mlflow.set_tracking_uri(record.tracking_uri)
+    try:
+        mlflow.get_run(record.run_id)
+    except MlflowException:
+        log.warning(
+            "run %s is not in %s: test metrics not logged to MLflow (re-run train to log them)",
+            record.run_id,
+            record.tracking_uri,
+        )
+        return
     with mlflow.start_run(run_id=record.run_id):
         mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
         mlflow.log_artifacts(str(plots_dir), artifact_path="plots")
