@@ -25,7 +25,7 @@ $(UV):
 	.uv/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 
 $(VENV)/.installed: $(UV) pyproject.toml uv.lock
-	$(UV) sync --locked --python $(PYTHON) --quiet
+	$(UV) sync --locked --all-extras --python $(PYTHON) --quiet
 	@touch $@
 
 .PHONY: install

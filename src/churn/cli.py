@@ -20,7 +20,7 @@ from typing import Annotated
 
 import typer
 
-from churn.data import DataError
+from churn.artifacts import DataError
 from churn.params import ParamsError, load_params
 
 app = typer.Typer(
@@ -49,7 +49,7 @@ def _configure(
 @contextmanager
 def _errors_as_exit_codes() -> Iterator[None]:
     """Turn the package's expected errors into one line and an exit code."""
-    from churn.model import ModelError
+    from churn.artifacts import ModelError
     from churn.train import ValidationFailedError
 
     try:
@@ -158,6 +158,48 @@ def summary(
 
     with _errors_as_exit_codes():
         typer.echo(render(metrics, model_dir, plots_dir))
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    model_dir: Annotated[
+        Path | None, typer.Option(help="Model directory (default: CHURN_MODEL_DIR or models).")
+    ] = None,
+    access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
+) -> None:
+    """Serve predictions over HTTP (FastAPI under uvicorn, one process).
+
+    The model is loaded and self-checked before the port is bound: a missing,
+    corrupt or mismatched model exits with one line and code 2. Settings come
+    from CHURN_* environment variables (see churn.serving.settings).
+    """
+    import uvicorn
+    from pydantic import ValidationError
+
+    from churn.serving import loader
+    from churn.serving.app import create_app
+    from churn.serving.settings import ServingSettings
+
+    try:
+        settings = ServingSettings()
+        if model_dir is not None:
+            settings = settings.model_copy(update={"model_dir": model_dir})
+    except ValidationError as exc:
+        problems = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())
+        typer.echo(f"error: invalid settings: {problems}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    with _errors_as_exit_codes():
+        model = loader.load(settings)
+    uvicorn.run(
+        create_app(settings, model),
+        host=host,
+        port=port,
+        access_log=access_log,
+        log_level="info",
+        server_header=False,
+    )
 
 
 def main() -> None:  # pragma: no cover - console-script shim

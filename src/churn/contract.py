@@ -14,6 +14,7 @@ validation, so the contract stays a description of good data, not of quirks.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -104,6 +105,37 @@ IMPLICATIONS: tuple[Implication, ...] = (
 # The label's share of positives must lie in this range: outside it the data
 # is almost certainly a wrong extract (a filtered table, a swapped label).
 POSITIVE_RATE_RANGE: tuple[float, float] = (0.05, 0.60)
+
+
+# One real customer (the file's first row, cleaned): the API's documented
+# example and a smoke test for every consumer of the contract.
+EXAMPLE: dict[str, str | int | float] = {
+    "customerID": "7590-VHVEG",
+    "tenure": 1,
+    "MonthlyCharges": 29.85,
+    "TotalCharges": 29.85,
+    "gender": "Female",
+    "SeniorCitizen": "No",
+    "Partner": "Yes",
+    "Dependents": "No",
+    "PhoneService": "No",
+    "MultipleLines": NO_PHONE,
+    "InternetService": "DSL",
+    "OnlineSecurity": "No",
+    "OnlineBackup": "Yes",
+    "DeviceProtection": "No",
+    "TechSupport": "No",
+    "StreamingTV": "No",
+    "StreamingMovies": "No",
+    "Contract": "Month-to-month",
+    "PaperlessBilling": "Yes",
+    "PaymentMethod": "Electronic check",
+}
+
+
+def api_name(column: str) -> str:
+    """The snake_case name a column has in JSON APIs: ``customerID`` → ``customer_id``."""
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", "_", column).lower()
 
 
 def feature_names() -> list[str]:

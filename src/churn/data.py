@@ -8,17 +8,13 @@ the offending value instead of reporting a mysterious missing one.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from churn import contract
-
-
-class DataError(Exception):
-    """A file that cannot be read as a table at all: missing, unreadable, empty."""
+from churn.artifacts import DataError
 
 
 def read_csv(path: Path) -> pd.DataFrame:
@@ -117,12 +113,3 @@ def features(frame: pd.DataFrame) -> pd.DataFrame:
 def label(frame: pd.DataFrame) -> np.ndarray:
     """The label as 0/1 integers (1 = churned)."""
     return frame[contract.LABEL.name].eq(contract.POSITIVE_LABEL).to_numpy(dtype=np.int64)
-
-
-def file_sha256(path: Path) -> str:
-    """Content hash of a file, streamed so large files do not fill memory."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from churn.data import features, label, load
-from churn.model import load_model
+from churn.model import load_model, onnx_difference
 from churn.params import EvaluateParams
 
 if TYPE_CHECKING:
@@ -96,7 +96,7 @@ def permutation_importance(
 
 
 def plot_data(
-    y_true: np.ndarray, score: np.ndarray, params: EvaluateParams
+    y_true: np.ndarray, score: np.ndarray, threshold: float, params: EvaluateParams
 ) -> dict[str, pd.DataFrame]:
     """The curves behind each plot, as tables DVC can render."""
     from sklearn.calibration import calibration_curve
@@ -106,7 +106,7 @@ def plot_data(
     precision, recall, _ = precision_recall_curve(y_true, score)
     observed, predicted = calibration_curve(y_true, score, n_bins=params.calibration_bins)
     names = {0: "stays", 1: "churns"}
-    decision = (score >= params.threshold).astype(int)
+    decision = (score >= threshold).astype(int)
     return {
         "roc": pd.DataFrame({"fpr": fpr, "tpr": tpr}).round(6),
         "precision_recall": pd.DataFrame({"recall": recall, "precision": precision}).round(6),
@@ -119,12 +119,14 @@ def plot_data(
     }
 
 
-def run(pipeline: Pipeline, frame: pd.DataFrame, params: EvaluateParams, seed: int) -> Evaluation:
+def run(
+    pipeline: Pipeline, frame: pd.DataFrame, *, threshold: float, params: EvaluateParams, seed: int
+) -> Evaluation:
     x, y = features(frame), label(frame)
     score = pipeline.predict_proba(x)[:, 1]
-    plots = plot_data(y, score, params)
+    plots = plot_data(y, score, threshold, params)
     plots["feature_importance"] = permutation_importance(pipeline, x, y, seed)
-    return Evaluation(metrics=compute_metrics(y, score, params.threshold), plots=plots)
+    return Evaluation(metrics=compute_metrics(y, score, threshold), plots=plots)
 
 
 def render_images(evaluation: Evaluation, out_dir: Path) -> list[Path]:
@@ -198,20 +200,23 @@ def main(
     seed: int,
 ) -> dict[str, float]:
     from churn import tracking
+    from churn.artifacts import ONNX_FILE, RUN_FILE, RunRecord
 
-    pipeline, _card = load_model(model_dir)
-    evaluation = run(pipeline, load([test_path]), params, seed)
+    pipeline, card = load_model(model_dir)
+    frame = load([test_path])
+    # The service answers with the ONNX export: check it on every held-out row.
+    difference = onnx_difference(pipeline, (model_dir / ONNX_FILE).read_bytes(), features(frame))
+    log.info("ONNX export matches the pipeline on the test split (max |diff| %.1e)", difference)
+    evaluation = run(pipeline, frame, threshold=card.threshold, params=params, seed=seed)
     metrics_path.parent.mkdir(parents=True, exist_ok=True)
     metrics_path.write_text(json.dumps(evaluation.metrics, indent=2) + "\n")
     plots_dir.mkdir(parents=True, exist_ok=True)
     for name, table in evaluation.plots.items():
         table.to_csv(plots_dir / PLOT_FILES[name], index=False)
     render_images(evaluation, plots_dir / IMAGE_DIR)
-    run_file = model_dir / tracking.RUN_FILE
+    run_file = model_dir / RUN_FILE
     if run_file.is_file():
-        tracking.log_evaluation(
-            tracking.RunRecord.read(run_file), evaluation.metrics, plots_dir / IMAGE_DIR
-        )
+        tracking.log_evaluation(RunRecord.read(run_file), evaluation.metrics, plots_dir / IMAGE_DIR)
     log.info(
         "ROC AUC %.4f on %d held-out rows",
         evaluation.metrics["roc_auc"],

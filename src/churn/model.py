@@ -12,31 +12,29 @@ against the model card written beside it.
 
 from __future__ import annotations
 
-import json
 import platform
-from dataclasses import asdict, dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from churn import contract
-from churn.data import file_sha256
+from churn.artifacts import CARD_FILE, MODEL_FILE, ModelCard, ModelError, file_sha256
 
 if TYPE_CHECKING:
+    import pandas as pd
     from sklearn.pipeline import Pipeline
 
     from churn.params import TrainParams
 
-MODEL_FILE = "model.skops"
-CARD_FILE = "model_card.json"
 # Types outside skops' built-in allowlist that our own estimators contain.
 # Anything else found in a model file is refused at load time.
 TRUSTED_TYPES = frozenset({"sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"})
 LIBRARIES = ("scikit-learn", "skops", "numpy", "pandas")
-
-
-class ModelError(Exception):
-    """A model directory that is missing, corrupt or does not match its card."""
+SERVING_LIBRARIES = ("skl2onnx", "onnxruntime")
+# Largest allowed difference in P(churn) between the pipeline and its export.
+ONNX_TOLERANCE = 1e-5
 
 
 def build_pipeline(params: TrainParams) -> Pipeline:
@@ -80,33 +78,53 @@ def build_pipeline(params: TrainParams) -> Pipeline:
     return Pipeline([("preprocess", preprocess), ("classifier", estimator)])
 
 
-@dataclass(frozen=True)
-class ModelCard:
-    """What a model is, where it came from and how good it was at training time."""
+def export_onnx(pipeline: Pipeline) -> bytes:
+    """The fitted pipeline as an ONNX graph: one input per contract feature.
 
-    sha256: str
-    estimator: str
-    params: dict[str, Any]
-    features: list[str]
-    data: dict[str, Any]
-    metrics: dict[str, float]
-    libraries: dict[str, str] = field(default_factory=dict)
+    Probabilities come out as a plain ``[n, 2]`` tensor (no ZipMap), which is
+    what `churn.serving.onnx_model.OnnxModel` reads.
+    """
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
-    def write(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+    inputs = [(name, FloatTensorType([None, 1])) for name in contract.numeric_names()]
+    inputs += [(name, StringTensorType([None, 1])) for name in contract.categorical_names()]
+    classifier = pipeline.named_steps["classifier"]
+    try:
+        graph = convert_sklearn(
+            pipeline, initial_types=inputs, options={id(classifier): {"zipmap": False}}
+        )
+    except Exception as exc:  # skl2onnx raises assorted errors per converter
+        reason = str(exc).splitlines()[0][:200]
+        raise ModelError(
+            f"cannot export {type(classifier).__name__} to ONNX with skl2onnx "
+            f"{version('skl2onnx')}: {reason}"
+        ) from None
+    serialized: bytes = graph.SerializeToString()
+    return serialized
 
-    @classmethod
-    def read(cls, path: Path) -> ModelCard:
-        try:
-            return cls(**json.loads(path.read_text()))
-        except FileNotFoundError:
-            raise ModelError(f"{path}: no model card") from None
-        except (json.JSONDecodeError, TypeError) as exc:
-            raise ModelError(f"{path}: not a valid model card ({exc})") from None
+
+def onnx_difference(pipeline: Pipeline, onnx: bytes, x: pd.DataFrame) -> float:
+    """Largest |P(churn)| difference between the pipeline and its ONNX export on ``x``.
+
+    Raises `ModelError` when it exceeds `ONNX_TOLERANCE`, so a model whose
+    export answers differently is never written or served.
+    """
+    from churn.serving.onnx_model import OnnxModel
+
+    exported = OnnxModel(onnx).predict({name: x[name].to_numpy() for name in x.columns})
+    difference = float(np.max(np.abs(exported - pipeline.predict_proba(x)[:, 1])))
+    if difference > ONNX_TOLERANCE:
+        raise ModelError(
+            f"the ONNX export differs from the pipeline by {difference:.2e} "
+            f"(> {ONNX_TOLERANCE:g}) on {len(x)} rows"
+        )
+    return difference
 
 
 def library_versions() -> dict[str, str]:
-    return {"python": platform.python_version(), **{lib: version(lib) for lib in LIBRARIES}}
+    libraries = (*LIBRARIES, *SERVING_LIBRARIES)
+    return {"python": platform.python_version(), **{lib: version(lib) for lib in libraries}}
 
 
 def save_model(pipeline: Pipeline, model_dir: Path) -> str:

@@ -39,13 +39,13 @@ class HistGradientBoostingParams(_Frozen):
 class TrainParams(_Frozen):
     estimator: Literal["logistic_regression", "hist_gradient_boosting"]
     seed: int
+    threshold: float = Field(gt=0, lt=1)
     cv_folds: int = Field(ge=2)
     logistic_regression: LogisticRegressionParams
     hist_gradient_boosting: HistGradientBoostingParams
 
 
 class EvaluateParams(_Frozen):
-    threshold: float = Field(gt=0, lt=1)
     calibration_bins: int = Field(ge=2)
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import pandas as pd
 
 from churn import contract
-from churn.data import DataError, clean, read_csv
+from churn.artifacts import DataError
+from churn.data import clean, read_csv
 from churn.params import PrepareParams
 
 log = logging.getLogger(__name__)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from churn.data import DataError
-from churn.model import CARD_FILE, ModelCard
-from churn.tracking import RUN_FILE, RunRecord
+from churn.artifacts import CARD_FILE, RUN_FILE, DataError, ModelCard, RunRecord
 
 LABELS = {
     "roc_auc": "ROC AUC",

@@ -11,16 +11,15 @@ The experiment and registered-model names are runtime settings, read from
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from churn import contract
+from churn.artifacts import CARD_FILE, MODEL_FILE, ONNX_FILE, SERVING_ARTIFACTS, RunRecord
 from churn.model import LIBRARIES as MODEL_LIBRARIES
 
 if TYPE_CHECKING:
@@ -28,10 +27,9 @@ if TYPE_CHECKING:
     from mlflow.models import ModelSignature
     from sklearn.pipeline import Pipeline
 
-    from churn.model import ModelCard
+    from churn.artifacts import ModelCard
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
-RUN_FILE = "mlflow_run.json"
 log = logging.getLogger(__name__)
 
 
@@ -40,25 +38,6 @@ class TrackingSettings(BaseSettings):
 
     experiment: str = "churn"
     registered_model: str = "churn-classifier"
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """Where a trained model was logged, so later stages can add to that run."""
-
-    tracking_uri: str
-    experiment: str
-    run_id: str
-    model_uri: str
-    registered_model: str
-    version: str
-
-    def write(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
-
-    @classmethod
-    def read(cls, path: Path) -> RunRecord:
-        return cls(**json.loads(path.read_text()))
 
 
 def tracking_uri() -> str:
@@ -125,7 +104,7 @@ def log_training(
     """Log params, CV metrics, the model and its card; register a new version."""
     import mlflow
 
-    from churn.model import CARD_FILE, MODEL_FILE, trusted_types
+    from churn.model import trusted_types
 
     uri = start(settings)
     params: dict[str, Any] = {"estimator": card.estimator}
@@ -150,7 +129,10 @@ def log_training(
             # model in a subprocess and costs seconds on every training run.
             pip_requirements=model_requirements(),
         )
-        mlflow.log_artifact(str(model_dir / CARD_FILE))
+        # The serving bundle, so a service can load this version from the
+        # registry: `runs:/<run_id>/serving` holds the ONNX model and its card.
+        for name in (ONNX_FILE, CARD_FILE):
+            mlflow.log_artifact(str(model_dir / name), artifact_path=SERVING_ARTIFACTS)
     version = str(info.registered_model_version)
     log.info(
         "logged run %s, registered %s v%s", run.info.run_id, settings.registered_model, version

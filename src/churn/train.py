@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from churn import contract
-from churn.data import features, file_sha256, label, load
+from churn.artifacts import CARD_FILE, ONNX_FILE, RUN_FILE, ModelCard, file_sha256
+from churn.data import features, label, load
 from churn.model import (
-    CARD_FILE,
-    ModelCard,
     build_pipeline,
+    export_onnx,
     library_versions,
+    onnx_difference,
     save_model,
 )
 from churn.params import TrainParams
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 EXAMPLE_ROWS = 3
+# Training rows whose scores are stored in the card for later self-checks.
+REFERENCE_ROWS = 5
 
 
 class ValidationFailedError(Exception):
@@ -84,24 +87,36 @@ def main(
     frame = load([train_path])
     tracking.start(settings)  # fail on an unreachable tracking server before fitting
     pipeline, metrics = run(frame, params)
+    x = features(frame)
+    onnx = export_onnx(pipeline)
+    difference = onnx_difference(pipeline, onnx, x)
     sha256 = save_model(pipeline, model_dir)
+    (model_dir / ONNX_FILE).write_bytes(onnx)
+    reference = x.head(REFERENCE_ROWS)
     card = ModelCard(
         sha256=sha256,
+        onnx_sha256=file_sha256(model_dir / ONNX_FILE),
+        onnx_max_abs_diff=difference,
         estimator=params.estimator,
+        threshold=params.threshold,
         params=params.model_dump(),
         features=contract.feature_names(),
         data={"train_sha256": file_sha256(train_path), "train_rows": len(frame)},
         metrics=metrics,
+        reference={
+            "rows": reference.to_dict(orient="records"),
+            "scores": pipeline.predict_proba(reference)[:, 1].tolist(),
+        },
         libraries=library_versions(),
     )
     card.write(model_dir / CARD_FILE)
     record = tracking.log_training(
         pipeline,
-        example=features(frame).head(EXAMPLE_ROWS),
+        example=x.head(EXAMPLE_ROWS),
         card=card,
         model_dir=model_dir,
         settings=settings,
     )
-    record.write(model_dir / tracking.RUN_FILE)
+    record.write(model_dir / RUN_FILE)
     log.info("model %s… CV ROC AUC %.4f", sha256[:12], metrics["cv_roc_auc"])
     return card

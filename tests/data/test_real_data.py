@@ -3,7 +3,8 @@
 import pandas as pd
 
 from churn import contract
-from churn.data import clean, file_sha256
+from churn.artifacts import file_sha256
+from churn.data import clean
 from churn.params import Params
 from churn.prepare import run as prepare
 from churn.validation import validate

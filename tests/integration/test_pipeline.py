@@ -18,9 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from churn.data import file_sha256
-from churn.model import CARD_FILE, MODEL_FILE
-from churn.tracking import RUN_FILE
+from churn.artifacts import CARD_FILE, MODEL_FILE, RUN_FILE, file_sha256
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration

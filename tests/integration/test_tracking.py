@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from churn import tracking
+from churn.artifacts import RunRecord
 
 pytestmark = pytest.mark.integration
 
@@ -12,7 +13,7 @@ pytestmark = pytest.mark.integration
 def test_evaluation_of_a_model_whose_run_is_gone_warns_and_continues(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    record = tracking.RunRecord(
+    record = RunRecord(
         tracking_uri=f"sqlite:///{tmp_path / 'empty.db'}",
         experiment="churn",
         run_id="0" * 32,

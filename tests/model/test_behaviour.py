@@ -35,13 +35,23 @@ def trained(raw_real: pd.DataFrame, params: Params) -> Trained:
     return Trained(pipeline, cv, train_split, test_split)
 
 
+def _evaluate(pipeline: Pipeline, frame: pd.DataFrame, params: Params) -> evaluate.Evaluation:
+    return evaluate.run(
+        pipeline,
+        frame,
+        threshold=params.train.threshold,
+        params=params.evaluate,
+        seed=params.train.seed,
+    )
+
+
 def _risk(pipeline: Pipeline, frame: pd.DataFrame) -> np.ndarray:
     risk: np.ndarray = pipeline.predict_proba(features(frame))[:, 1]
     return risk
 
 
 def test_minimum_quality_on_the_held_out_split(trained: Trained, params: Params) -> None:
-    result = evaluate.run(trained.pipeline, trained.test, params.evaluate, params.train.seed)
+    result = _evaluate(trained.pipeline, trained.test, params)
     assert result.metrics["roc_auc"] >= params.gate.min_roc_auc
     assert trained.cv["cv_roc_auc"] >= params.gate.min_roc_auc
 
@@ -72,5 +82,5 @@ def test_training_is_reproducible(trained: Trained, params: Params) -> None:
 def test_gradient_boosting_option_also_clears_the_gate(trained: Trained, params: Params) -> None:
     hgb = params.train.model_copy(update={"estimator": "hist_gradient_boosting", "cv_folds": 2})
     pipeline, _ = train.run(trained.train, hgb)
-    result = evaluate.run(pipeline, trained.test, params.evaluate, params.train.seed)
+    result = _evaluate(pipeline, trained.test, params)
     assert result.metrics["roc_auc"] >= params.gate.min_roc_auc

@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from churn import contract
-from churn.data import DataError, clean, features, label, load, read_csv
+from churn.artifacts import DataError
+from churn.data import clean, features, label, load, read_csv
 from tests.conftest import FIXTURE
 
 

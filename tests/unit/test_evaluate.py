@@ -48,7 +48,7 @@ def test_permutation_importance_finds_the_only_informative_feature() -> None:
 def test_plot_data_shapes(params: Params) -> None:
     y = np.array([0, 1] * 50)
     score = np.linspace(0.01, 0.99, 100)
-    plots = plot_data(y, score, params.evaluate)
+    plots = plot_data(y, score, 0.5, params.evaluate)
     assert list(plots["roc"].columns) == ["fpr", "tpr"]
     assert plots["roc"]["tpr"].iloc[-1] == 1.0
     assert len(plots["confusion"]) == 100

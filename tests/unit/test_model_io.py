@@ -5,16 +5,9 @@ import pandas as pd
 import pytest
 
 from churn import contract
+from churn.artifacts import CARD_FILE, MODEL_FILE, ModelCard, ModelError
 from churn.data import clean, features, label
-from churn.model import (
-    CARD_FILE,
-    MODEL_FILE,
-    ModelCard,
-    ModelError,
-    build_pipeline,
-    load_model,
-    save_model,
-)
+from churn.model import build_pipeline, load_model, save_model
 from churn.params import Params
 
 
@@ -24,11 +17,15 @@ def _fit_and_save(params: Params, frame: pd.DataFrame, model_dir: Path, estimato
     sha = save_model(pipeline, model_dir)
     ModelCard(
         sha256=sha,
+        onnx_sha256="",
+        onnx_max_abs_diff=0.0,
         estimator=estimator,
+        threshold=train.threshold,
         params=train.model_dump(),
         features=contract.feature_names(),
         data={},
         metrics={},
+        reference={},
     ).write(model_dir / CARD_FILE)
 
 

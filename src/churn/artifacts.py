@@ -1,0 +1,112 @@
+"""What the pipeline leaves in `models/`, readable without the training stack.
+
+The serving process imports this module, so it must stay light: standard
+library and pydantic only (no pandas, scikit-learn or MLflow).
+
+`models/` holds:
+
+- ``model.skops``: the fitted scikit-learn pipeline (training and evaluation);
+- ``model.onnx``: the same pipeline exported to ONNX (serving);
+- ``model_card.json``: hashes of both, params, data hash, metrics, versions;
+- ``mlflow_run.json``: the MLflow run and registered version it was logged as.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+MODEL_FILE = "model.skops"
+ONNX_FILE = "model.onnx"
+CARD_FILE = "model_card.json"
+RUN_FILE = "mlflow_run.json"
+# Where a training run keeps its serving bundle (ONNX model + card) in MLflow.
+SERVING_ARTIFACTS = "serving"
+
+
+class DataError(Exception):
+    """A file that cannot be read as a table at all: missing, unreadable, empty."""
+
+
+class ModelError(Exception):
+    """A model directory that is missing, corrupt or does not match its card."""
+
+
+def file_sha256(path: Path) -> str:
+    """Content hash of a file, streamed so large files do not fill memory."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModelError(f"{path}: not found") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"{path}: expected a JSON object")
+    return data
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a model is, where it came from and how good it was at training time.
+
+    ``reference`` holds a few training rows with the scores the fitted
+    pipeline gave them, so any later copy of the model (the ONNX export, a
+    container) can check itself against the original.
+    """
+
+    sha256: str
+    onnx_sha256: str
+    onnx_max_abs_diff: float
+    estimator: str
+    threshold: float
+    params: dict[str, Any]
+    features: list[str]
+    data: dict[str, Any]
+    metrics: dict[str, float]
+    reference: dict[str, Any]
+    libraries: dict[str, str] = field(default_factory=dict)
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def read(cls, path: Path) -> ModelCard:
+        try:
+            return cls(**_read_json(path))
+        except TypeError as exc:
+            raise ModelError(f"{path}: not a valid model card ({exc})") from None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """Where a trained model was logged, so later stages can add to that run."""
+
+    tracking_uri: str
+    experiment: str
+    run_id: str
+    model_uri: str
+    registered_model: str
+    version: str
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def read(cls, path: Path) -> RunRecord:
+        try:
+            return cls(**_read_json(path))
+        except TypeError as exc:
+            raise ModelError(f"{path}: not a valid run record ({exc})") from None

@@ -1,0 +1,71 @@
+"""The FastAPI application: `create_app(settings)` builds it, the lifespan loads the model.
+
+Run it with ``churn serve`` (which checks the model before binding the port)
+or any ASGI server: ``uvicorn --factory churn.serving.app:create_app``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from churn.serving import loader
+from churn.serving.deps import require_api_key
+from churn.serving.loader import LoadedModel
+from churn.serving.middleware import MetricsMiddleware, ServiceMetrics
+from churn.serving.routes import ops, predict
+from churn.serving.settings import ServingSettings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: ServingSettings | None = None, model: LoadedModel | None = None
+) -> FastAPI:
+    """The service. ``model``, if given, is an already loaded and self-checked model."""
+    settings = settings or ServingSettings()
+    metrics = ServiceMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loaded = model or loader.load(settings)
+        metrics.model.labels(loaded.version, loaded.sha256, loaded.card.estimator).set(1)
+        app.state.model = loaded
+        yield
+        app.state.model = None
+
+    app = FastAPI(
+        title="Churn prediction",
+        summary="Churn probability for telecom customers, from the model the pipeline trained.",
+        version="1",
+        lifespan=lifespan,
+        max_body_size=settings.max_body_bytes,  # larger bodies get 413
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.model = None
+    protect = [Depends(require_api_key)] if settings.api_key is not None else []
+    app.include_router(predict.router, dependencies=protect)
+    app.include_router(ops.router)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """422 with, per problem, the field's path, what is wrong and what was sent."""
+    assert isinstance(exc, RequestValidationError)
+    detail = []
+    for error in exc.errors():
+        if error["type"] == "json_invalid":  # loc holds a character offset, not a field
+            message = f"malformed JSON at character {error['loc'][-1]}: {error['ctx']['error']}"
+            detail.append({"field": "body", "message": message, "type": error["type"]})
+            continue
+        field = ".".join(str(part) for part in error["loc"] if part != "body") or "body"
+        detail.append({"field": field, "message": error["msg"], "type": error["type"]})
+    return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)

@@ -1,0 +1,102 @@
+"""Load the served model once, verify it, and check that it answers as trained.
+
+A model is served only if its ONNX file matches the hash in its card and
+reproduces the scores the fitted pipeline gave the card's reference rows;
+otherwise loading raises `ModelError` and the service does not start.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from churn import contract
+from churn.artifacts import (
+    CARD_FILE,
+    ONNX_FILE,
+    RUN_FILE,
+    SERVING_ARTIFACTS,
+    ModelCard,
+    ModelError,
+    RunRecord,
+    file_sha256,
+)
+from churn.serving.onnx_model import OnnxModel
+from churn.serving.settings import ServingSettings
+
+log = logging.getLogger(__name__)
+SELF_CHECK_TOLERANCE = 1e-5
+UNREGISTERED = "unregistered"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: OnnxModel
+    card: ModelCard
+    version: str
+    source: str
+
+    @property
+    def sha256(self) -> str:
+        return self.card.onnx_sha256
+
+
+def load(settings: ServingSettings) -> LoadedModel:
+    if settings.model_uri is None:
+        directory = settings.model_dir
+        run_file = directory / RUN_FILE
+        version = RunRecord.read(run_file).version if run_file.is_file() else UNREGISTERED
+        return load_directory(directory, version=version, source=str(directory))
+    with tempfile.TemporaryDirectory(prefix="churn-model-") as tmp:
+        directory, version = _download(settings.model_uri, Path(tmp))
+        return load_directory(directory, version=version, source=settings.model_uri)
+
+
+def load_directory(directory: Path, *, version: str, source: str) -> LoadedModel:
+    card = ModelCard.read(directory / CARD_FILE)
+    path = directory / ONNX_FILE
+    if not path.is_file():
+        raise ModelError(f"{path}: not found")
+    if (actual := file_sha256(path)) != card.onnx_sha256:
+        raise ModelError(
+            f"{path}: SHA-256 {actual[:12]}… does not match the card's {card.onnx_sha256[:12]}…"
+        )
+    loaded = LoadedModel(OnnxModel(path.read_bytes()), card, version, source)
+    self_check(loaded)
+    log.info("serving model %s (v%s, sha256 %s…)", source, version, loaded.sha256[:12])
+    return loaded
+
+
+def self_check(loaded: LoadedModel) -> None:
+    """Score the card's reference rows and compare with the trained pipeline's scores."""
+    rows: list[dict[str, Any]] = loaded.card.reference.get("rows", [])
+    expected = np.asarray(loaded.card.reference.get("scores", []), dtype=np.float64)
+    if not rows or len(rows) != len(expected):
+        raise ModelError("model card has no reference rows to self-check against")
+    columns = {name: [row[name] for row in rows] for name in contract.feature_names()}
+    difference = float(np.max(np.abs(loaded.model.predict(columns) - expected)))
+    if difference > SELF_CHECK_TOLERANCE:
+        raise ModelError(f"self-check failed: scores differ from training by {difference:.2e}")
+
+
+def _download(model_uri: str, destination: Path) -> tuple[Path, str]:
+    """Fetch the serving bundle of ``models:/<name>@<alias>`` from the MLflow registry."""
+    try:
+        import mlflow
+        from mlflow.exceptions import MlflowException
+    except ImportError:
+        raise ModelError(f"{model_uri}: loading from the registry needs mlflow-skinny") from None
+    name, alias = model_uri.removeprefix("models:/").split("@", 1)
+    try:
+        version = mlflow.MlflowClient().get_model_version_by_alias(name, alias)
+        path = mlflow.artifacts.download_artifacts(
+            run_id=version.run_id, artifact_path=SERVING_ARTIFACTS, dst_path=str(destination)
+        )
+    except MlflowException as exc:
+        raise ModelError(f"{model_uri}: {exc.message.splitlines()[0]}") from None
+    return Path(path), str(version.version)

@@ -1,0 +1,1 @@
+"""One router per file: `predict` (the model) and `ops` (health, readiness, metrics)."""

@@ -1,0 +1,46 @@
+"""Operational routes: liveness, readiness, model description, Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from churn.serving.deps import MetricsDep, ModelDep
+from churn.serving.schemas import Customer, ModelInfo, Status
+
+router = APIRouter(tags=["ops"])
+
+
+@router.get("/health")
+async def health() -> Status:
+    """Liveness: the process answers."""
+    return Status(status="ok")
+
+
+@router.get("/ready")
+async def ready(model: ModelDep) -> Status:
+    """Readiness: the model is loaded and passed its self-check (503 otherwise)."""
+    return Status(status="ready", model_version=model.version)
+
+
+@router.get("/model")
+async def model_info(model: ModelDep) -> ModelInfo:
+    """What is served: version, hashes, training metrics, params, data and input schema."""
+    card = model.card
+    return ModelInfo(
+        version=model.version,
+        source=model.source,
+        sha256=model.sha256,
+        pipeline_sha256=card.sha256,
+        estimator=card.estimator,
+        threshold=card.threshold,
+        training_metrics=card.metrics,
+        params=card.params,
+        data=card.data,
+        input_schema=Customer.model_json_schema(),
+    )
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(service_metrics: MetricsDep) -> Response:
+    return Response(generate_latest(service_metrics.registry), media_type=CONTENT_TYPE_LATEST)

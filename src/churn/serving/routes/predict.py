@@ -1,0 +1,59 @@
+"""Prediction routes: one customer, or a bounded batch."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, status
+
+from churn.serving.deps import ServingDep
+from churn.serving.schemas import (
+    BatchRequest,
+    BatchResponse,
+    Customer,
+    Prediction,
+    PredictionResponse,
+    columns,
+)
+
+# The API-key dependency is added by `create_app` when a key is configured.
+router = APIRouter(prefix="/predict", tags=["predict"])
+
+
+@router.post("")
+async def predict(customer: Customer, serving: ServingDep) -> PredictionResponse:
+    """Churn probability and decision for one customer."""
+    model = serving.model
+    score = float(model.model.predict(columns([customer]))[0])
+    serving.metrics.scores.observe(score)
+    return PredictionResponse(
+        request_id=serving.request_id,
+        churn_probability=score,
+        churn=score >= model.card.threshold,
+        threshold=model.card.threshold,
+        model_version=model.version,
+        model_sha256=model.sha256,
+    )
+
+
+@router.post("/batch")
+async def predict_batch(batch: BatchRequest, serving: ServingDep) -> BatchResponse:
+    """Churn probabilities and decisions for up to `CHURN_MAX_BATCH_SIZE` customers."""
+    limit = serving.settings.max_batch_size
+    if len(batch.customers) > limit:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"customers: at most {limit} per batch, got {len(batch.customers)}",
+        )
+    model = serving.model
+    scores = model.model.predict(columns(batch.customers))
+    threshold = model.card.threshold
+    predictions = []
+    for score in scores.tolist():
+        serving.metrics.scores.observe(score)
+        predictions.append(Prediction(churn_probability=score, churn=score >= threshold))
+    return BatchResponse(
+        request_id=serving.request_id,
+        predictions=predictions,
+        threshold=threshold,
+        model_version=model.version,
+        model_sha256=model.sha256,
+    )
