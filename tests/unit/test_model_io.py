@@ -62,8 +62,8 @@ def test_a_tampered_model_is_refused(
 
 
 def test_missing_model_or_card_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match="no model card"):
+    with pytest.raises(ModelError, match="model_card.json: not found"):
         load_model(tmp_path)
     (tmp_path / CARD_FILE).write_text("{not json")
-    with pytest.raises(ModelError, match="not a valid model card"):
+    with pytest.raises(ModelError, match="not valid JSON"):
         load_model(tmp_path)
