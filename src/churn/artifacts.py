@@ -18,6 +18,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from churn.errors import ModelError
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -27,14 +29,6 @@ CARD_FILE = "model_card.json"
 RUN_FILE = "mlflow_run.json"
 # Where a training run keeps its serving bundle (ONNX model + card) in MLflow.
 SERVING_ARTIFACTS = "serving"
-
-
-class DataError(Exception):
-    """A file that cannot be read as a table at all: missing, unreadable, empty."""
-
-
-class ModelError(Exception):
-    """A model directory that is missing, corrupt or does not match its card."""
 
 
 def file_sha256(path: Path) -> str:

@@ -20,7 +20,7 @@ from typing import Annotated
 
 import typer
 
-from churn.artifacts import DataError
+from churn.errors import DataError, ModelError, ValidationFailedError
 from churn.params import ParamsError, load_params
 
 app = typer.Typer(
@@ -49,9 +49,6 @@ def _configure(
 @contextmanager
 def _errors_as_exit_codes() -> Iterator[None]:
     """Turn the package's expected errors into one line and an exit code."""
-    from churn.artifacts import ModelError
-    from churn.train import ValidationFailedError
-
     try:
         yield
     except (DataError, ParamsError, ModelError) as exc:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from churn import contract
-from churn.artifacts import DataError
+from churn.errors import DataError
 
 
 def read_csv(path: Path) -> pd.DataFrame:

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from churn import contract
-from churn.artifacts import CARD_FILE, MODEL_FILE, ModelCard, ModelError, file_sha256
+from churn.artifacts import CARD_FILE, MODEL_FILE, ModelCard, file_sha256
+from churn.errors import ModelError
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -54,11 +54,22 @@ class GateParams(_Frozen):
     max_roc_auc_drop: float = Field(ge=0, le=1)
 
 
+class LoadtestParams(_Frozen):
+    """`make loadtest`: the load it applies and the SLO it enforces."""
+
+    users: int = Field(ge=1, le=1000)
+    spawn_rate: float = Field(gt=0, le=1000)
+    duration_s: int = Field(ge=1, le=3600)
+    max_p99_ms: float = Field(gt=0)
+    max_error_rate: float = Field(ge=0, le=1)
+
+
 class Params(_Frozen):
     prepare: PrepareParams
     train: TrainParams
     evaluate: EvaluateParams
     gate: GateParams
+    loadtest: LoadtestParams
 
 
 class ParamsError(Exception):

@@ -15,8 +15,8 @@ from pathlib import Path
 import pandas as pd
 
 from churn import contract
-from churn.artifacts import DataError
 from churn.data import clean, read_csv
+from churn.errors import DataError
 from churn.params import PrepareParams
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from churn.artifacts import CARD_FILE, RUN_FILE, DataError, ModelCard, RunRecord
+from churn.artifacts import CARD_FILE, RUN_FILE, ModelCard, RunRecord
+from churn.errors import DataError
 
 LABELS = {
     "roc_auc": "ROC AUC",

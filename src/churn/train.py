@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from churn import contract
 from churn.artifacts import CARD_FILE, ONNX_FILE, RUN_FILE, ModelCard, file_sha256
 from churn.data import features, label, load
+from churn.errors import ValidationFailedError
 from churn.model import (
     build_pipeline,
     export_onnx,
@@ -35,10 +36,6 @@ log = logging.getLogger(__name__)
 EXAMPLE_ROWS = 3
 # Training rows whose scores are stored in the card for later self-checks.
 REFERENCE_ROWS = 5
-
-
-class ValidationFailedError(Exception):
-    """The data this stage would train on did not pass validation."""
 
 
 def cross_validate(frame: pd.DataFrame, params: TrainParams) -> dict[str, float]:
@@ -73,20 +70,16 @@ def require_passed(report_path: Path) -> None:
         raise ValidationFailedError(f"{report_path}: the data failed validation; not training")
 
 
-def main(
-    train_path: Path,
-    report_path: Path,
+def write_model(
+    pipeline: Pipeline,
+    frame: pd.DataFrame,
     model_dir: Path,
     *,
     params: TrainParams,
-    settings: TrackingSettings,
+    metrics: dict[str, float],
+    data: dict[str, Any],
 ) -> ModelCard:
-    from churn import tracking
-
-    require_passed(report_path)
-    frame = load([train_path])
-    tracking.start(settings)  # fail on an unreachable tracking server before fitting
-    pipeline, metrics = run(frame, params)
+    """Save the fitted pipeline, its ONNX export (checked equal on ``frame``) and its card."""
     x = features(frame)
     onnx = export_onnx(pipeline)
     difference = onnx_difference(pipeline, onnx, x)
@@ -101,7 +94,7 @@ def main(
         threshold=params.threshold,
         params=params.model_dump(),
         features=contract.feature_names(),
-        data={"train_sha256": file_sha256(train_path), "train_rows": len(frame)},
+        data=data,
         metrics=metrics,
         reference={
             "rows": reference.to_dict(orient="records"),
@@ -110,13 +103,38 @@ def main(
         libraries=library_versions(),
     )
     card.write(model_dir / CARD_FILE)
+    return card
+
+
+def main(
+    train_path: Path,
+    report_path: Path,
+    model_dir: Path,
+    *,
+    params: TrainParams,
+    settings: TrackingSettings,
+) -> ModelCard:
+    from churn import tracking
+
+    require_passed(report_path)
+    frame = load([train_path])
+    tracking.start(settings)  # fail on an unreachable tracking server before fitting
+    pipeline, metrics = run(frame, params)
+    card = write_model(
+        pipeline,
+        frame,
+        model_dir,
+        params=params,
+        metrics=metrics,
+        data={"train_sha256": file_sha256(train_path), "train_rows": len(frame)},
+    )
     record = tracking.log_training(
         pipeline,
-        example=x.head(EXAMPLE_ROWS),
+        example=features(frame).head(EXAMPLE_ROWS),
         card=card,
         model_dir=model_dir,
         settings=settings,
     )
     record.write(model_dir / RUN_FILE)
-    log.info("model %s… CV ROC AUC %.4f", sha256[:12], metrics["cv_roc_auc"])
+    log.info("model %s… CV ROC AUC %.4f", card.sha256[:12], metrics["cv_roc_auc"])
     return card

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from churn.artifacts import CARD_FILE, MODEL_FILE, RUN_FILE, file_sha256
+from churn.errors import ModelError
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration
@@ -124,6 +125,29 @@ def test_model_is_registered_in_mlflow_with_signature_and_example(
     model = mlflow.get_logged_model(run["model_uri"].removeprefix("models:/"))
     artifacts = Path(model.artifact_location.removeprefix("file://"))
     assert (artifacts / "serving_input_example.json").is_file()
+
+
+def test_service_loads_the_champion_from_the_registry(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+
+    from churn.serving import loader
+    from churn.serving.settings import ServingSettings
+
+    run = json.loads((repo.root / "models" / RUN_FILE).read_text())
+    card = json.loads((repo.root / "models" / CARD_FILE).read_text())
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{repo.root / 'mlflow.db'}")
+    mlflow.MlflowClient().set_registered_model_alias(
+        run["registered_model"], "champion", run["version"]
+    )
+    uri = f"models:/{run['registered_model']}@champion"
+    loaded = loader.load(ServingSettings(model_uri=uri))
+    assert loaded.version == run["version"]
+    assert loaded.sha256 == card["onnx_sha256"]
+    assert loaded.source == uri
+    with pytest.raises(ModelError, match="alias"):
+        loader.load(ServingSettings(model_uri=f"models:/{run['registered_model']}@nobody"))
 
 
 def test_second_repro_runs_nothing(repo: Repo) -> None:

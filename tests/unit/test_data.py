@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from churn import contract
-from churn.artifacts import DataError
 from churn.data import clean, features, label, load, read_csv
+from churn.errors import DataError
 from tests.conftest import FIXTURE
 
 

@@ -5,8 +5,9 @@ import pandas as pd
 import pytest
 
 from churn import contract
-from churn.artifacts import CARD_FILE, MODEL_FILE, ModelCard, ModelError
+from churn.artifacts import CARD_FILE, MODEL_FILE, ModelCard
 from churn.data import clean, features, label
+from churn.errors import ModelError
 from churn.model import build_pipeline, load_model, save_model
 from churn.params import Params
 
@@ -62,7 +63,7 @@ def test_a_tampered_model_is_refused(
 
 
 def test_missing_model_or_card_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match="model_card.json: not found"):
+    with pytest.raises(ModelError, match=r"model_card\.json: not found"):
         load_model(tmp_path)
     (tmp_path / CARD_FILE).write_text("{not json")
     with pytest.raises(ModelError, match="not valid JSON"):

@@ -22,10 +22,10 @@ from churn.artifacts import (
     RUN_FILE,
     SERVING_ARTIFACTS,
     ModelCard,
-    ModelError,
     RunRecord,
     file_sha256,
 )
+from churn.errors import ModelError
 from churn.serving.onnx_model import OnnxModel
 from churn.serving.settings import ServingSettings
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from churn import contract
-from churn.artifacts import ModelError
+from churn.errors import ModelError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

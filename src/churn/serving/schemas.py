@@ -110,6 +110,22 @@ class ModelInfo(BaseModel):
     input_schema: dict[str, Any]
 
 
+class Problem(BaseModel):
+    field: str = Field(description="Dotted path of the offending field, or 'body'.")
+    message: str = Field(description="What is wrong, and what is allowed.")
+    type: str = Field(description="Machine-readable error type (pydantic's).")
+
+
+class ValidationProblems(BaseModel):
+    """The body of every 422: one entry per problem found."""
+
+    detail: list[Problem]
+
+
+class HTTPError(BaseModel):
+    detail: str
+
+
 class Status(BaseModel):
     status: Literal["ok", "ready"]
     model_version: str | None = None

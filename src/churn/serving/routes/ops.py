@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from churn.serving.deps import MetricsDep, ModelDep
-from churn.serving.schemas import Customer, ModelInfo, Status
+from churn.serving.schemas import Customer, HTTPError, ModelInfo, Status
 
 router = APIRouter(tags=["ops"])
 
@@ -17,7 +17,7 @@ async def health() -> Status:
     return Status(status="ok")
 
 
-@router.get("/ready")
+@router.get("/ready", responses={503: {"model": HTTPError, "description": "Model not loaded."}})
 async def ready(model: ModelDep) -> Status:
     """Readiness: the model is loaded and passed its self-check (503 otherwise)."""
     return Status(status="ready", model_version=model.version)

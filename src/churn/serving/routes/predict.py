@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter
+from fastapi.exceptions import RequestValidationError
 
 from churn.serving.deps import ServingDep
 from churn.serving.schemas import (
     BatchRequest,
     BatchResponse,
     Customer,
+    HTTPError,
     Prediction,
     PredictionResponse,
+    ValidationProblems,
     columns,
 )
 
 # The API-key dependency is added by `create_app` when a key is configured.
-router = APIRouter(prefix="/predict", tags=["predict"])
+router = APIRouter(
+    prefix="/predict",
+    tags=["predict"],
+    responses={
+        400: {"model": HTTPError, "description": "Body is not decodable (e.g. not UTF-8)."},
+        401: {"model": HTTPError, "description": "Missing or wrong X-API-Key (when required)."},
+        413: {"model": HTTPError, "description": "Request body too large."},
+        422: {"model": ValidationProblems, "description": "Invalid customer data."},
+    },
+)
 
 
 @router.post("")
@@ -39,9 +51,9 @@ async def predict_batch(batch: BatchRequest, serving: ServingDep) -> BatchRespon
     """Churn probabilities and decisions for up to `CHURN_MAX_BATCH_SIZE` customers."""
     limit = serving.settings.max_batch_size
     if len(batch.customers) > limit:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            f"customers: at most {limit} per batch, got {len(batch.customers)}",
+        problem = f"at most {limit} per batch, got {len(batch.customers)}"
+        raise RequestValidationError(
+            [{"loc": ("body", "customers"), "msg": problem, "type": "too_long"}]
         )
     model = serving.model
     scores = model.model.predict(columns(batch.customers))

@@ -1,0 +1,17 @@
+"""The package's expected errors: each becomes one readable line and an exit code.
+
+Kept free of imports so that every entry point, the service included, can
+catch them without loading the training stack.
+"""
+
+
+class DataError(Exception):
+    """A file that cannot be read as a table at all: missing, unreadable, empty."""
+
+
+class ModelError(Exception):
+    """A model directory that is missing, corrupt or does not match its card."""
+
+
+class ValidationFailedError(Exception):
+    """The data a stage would train on did not pass validation."""

@@ -1,0 +1,122 @@
+"""Fixtures that run the real service: a trained model directory and `churn serve`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+from sklearn.pipeline import Pipeline
+
+from churn import train
+from churn.data import clean
+from churn.params import Params
+from churn.prepare import run as prepare
+
+CHURN = str(Path(sys.executable).with_name("churn"))
+START_TIMEOUT_S = 30
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    directory: Path
+    pipeline: Pipeline
+    test: pd.DataFrame
+
+
+@pytest.fixture(scope="session")
+def trained_model(
+    raw_real: pd.DataFrame, params: Params, tmp_path_factory: pytest.TempPathFactory
+) -> TrainedModel:
+    """The default model trained on the real split, written as `train` writes it (no MLflow)."""
+    train_split, test_split = (clean(part) for part in prepare(raw_real, params.prepare))
+    pipeline, metrics = train.run(train_split, params.train)
+    directory = tmp_path_factory.mktemp("model")
+    train.write_model(
+        pipeline, train_split, directory, params=params.train, metrics=metrics, data={}
+    )
+    return TrainedModel(directory, pipeline, test_split)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[str]
+
+    def client(self, **kwargs: object) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=10, **kwargs)  # type: ignore[arg-type]
+
+
+def start_server(model_dir: Path, env: dict[str, str] | None = None) -> Server:
+    """`churn serve` on a free loopback port; returns once /ready answers 200."""
+    port = free_port()
+    process = subprocess.Popen(
+        [CHURN, "serve", "--host", "127.0.0.1", "--port", str(port), "--model-dir", str(model_dir)],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    server = Server(f"http://127.0.0.1:{port}", process)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            output = process.stdout.read() if process.stdout else ""
+            raise RuntimeError(f"churn serve exited {process.returncode}:\n{output}")
+        try:
+            if httpx.get(f"{server.url}/ready", timeout=1).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    stop_server(server)
+    raise RuntimeError(f"churn serve not ready within {START_TIMEOUT_S} s")
+
+
+def stop_server(server: Server) -> None:
+    if server.process.poll() is None:
+        os.killpg(server.process.pid, signal.SIGTERM)
+        try:
+            server.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.process.pid, signal.SIGKILL)
+            server.process.wait()
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., Server]]:
+    """Start servers with given settings; all are stopped when the test ends."""
+    started: list[Server] = []
+
+    def start(model_dir: Path, env: dict[str, str] | None = None) -> Server:
+        started.append(start_server(model_dir, env))
+        return started[-1]
+
+    yield start
+    for server in started:
+        stop_server(server)
+
+
+@pytest.fixture(scope="module")
+def server(trained_model: TrainedModel) -> Iterator[Server]:
+    """One server with default settings, shared by a module's tests."""
+    running = start_server(trained_model.directory)
+    yield running
+    stop_server(running)
