@@ -18,7 +18,7 @@ export GX_ANALYTICS_ENABLED := false
 
 .PHONY: help
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -50,10 +50,11 @@ test-fast: install ## Run the tests that take seconds (no integration)
 	pytest -m "not integration"
 
 .PHONY: lint
-lint: install ## Check style, formatting and types
+lint: install ## Check style, formatting, types and the Dockerfile
 	ruff check .
 	ruff format --check .
 	mypy
+	hadolint Dockerfile
 
 .PHONY: format
 format: install ## Format the code and fix what ruff can fix
@@ -64,7 +65,32 @@ format: install ## Format the code and fix what ruff can fix
 bench: install ## Time and measure each stage on 100k and 1M synthetic rows
 	python bench/scale.py --rows 100000 1000000 --out bench/results
 
+.PHONY: bench-serving
+bench-serving: install ## Serve the model with mlflow and churn serve, load both with wrk
+	command -v wrk || (apt-get update && apt-get install -y wrk)
+	python bench/serving.py --out bench/results/serving.json
+
+.PHONY: loadtest
+loadtest: install ## Load-test the API on 127.0.0.1 with locust; fail on the SLO in params.yaml
+	python loadtest/run.py
+
 .PHONY: clean
 clean: ## Remove the environments and caches (keeps data, models, MLflow runs)
 	rm -rf $(VENV) .uv .mypy_cache .ruff_cache .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# Containers, with podman (installed with apt-get when missing). Where no
+# registry is reachable, the base image is a local stand-in for
+# python:3.11-slim built once with debootstrap (containers/base-image.sh);
+# `make container-test PYTHON_IMAGE=python:3.11-slim` uses the official one.
+CONTAINER_IMAGE ?= localhost/churn-serving:latest
+PYTHON_IMAGE ?= localhost/python:3.11-slim
+CONTAINER_ENV := IMAGE=$(CONTAINER_IMAGE) PYTHON_IMAGE=$(PYTHON_IMAGE) UV_VERSION=$(UV_VERSION)
+
+.PHONY: container-build
+container-build: ## Build the serving image (needs the model: make repro)
+	$(CONTAINER_ENV) containers/build.sh
+
+.PHONY: container-test
+container-test: install ## Build the serving image, run it on 127.0.0.1 and check it
+	$(CONTAINER_ENV) containers/test.sh

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from churn.errors import ModelError
 
@@ -52,8 +52,24 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
+class _JsonRecord:
+    """A frozen dataclass kept as one JSON object in a file."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def read(cls, path: Path) -> Self:
+        try:
+            return cls(**_read_json(path))
+        except TypeError as exc:  # missing or unknown keys
+            raise ModelError(f"{path}: not a valid {cls.__name__} ({exc})") from None
+
+
 @dataclass(frozen=True)
-class ModelCard:
+class ModelCard(_JsonRecord):
     """What a model is, where it came from and how good it was at training time.
 
     ``reference`` holds a few training rows with the scores the fitted
@@ -73,19 +89,9 @@ class ModelCard:
     reference: dict[str, Any]
     libraries: dict[str, str] = field(default_factory=dict)
 
-    def write(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
-
-    @classmethod
-    def read(cls, path: Path) -> ModelCard:
-        try:
-            return cls(**_read_json(path))
-        except TypeError as exc:
-            raise ModelError(f"{path}: not a valid model card ({exc})") from None
-
 
 @dataclass(frozen=True)
-class RunRecord:
+class RunRecord(_JsonRecord):
     """Where a trained model was logged, so later stages can add to that run."""
 
     tracking_uri: str
@@ -94,13 +100,3 @@ class RunRecord:
     model_uri: str
     registered_model: str
     version: str
-
-    def write(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
-
-    @classmethod
-    def read(cls, path: Path) -> RunRecord:
-        try:
-            return cls(**_read_json(path))
-        except TypeError as exc:
-            raise ModelError(f"{path}: not a valid run record ({exc})") from None

@@ -101,8 +101,41 @@ def export_onnx(pipeline: Pipeline) -> bytes:
             f"cannot export {type(classifier).__name__} to ONNX with skl2onnx "
             f"{version('skl2onnx')}: {reason}"
         ) from None
+    _stack_inputs(graph)
     serialized: bytes = graph.SerializeToString()
     return serialized
+
+
+def _stack_inputs(graph: Any) -> None:
+    """Replace the one-input-per-feature signature with two stacked inputs.
+
+    skl2onnx names one ``[n, 1]`` input per column. A ``Split`` node per kind
+    turns ``numeric`` ``[n, 3]`` and ``categorical`` ``[n, 16]`` back into
+    those tensors, so the converted graph is unchanged behind them and a
+    caller feeds two arrays instead of nineteen.
+    """
+    from onnx import TensorProto, checker, helper
+
+    from churn.serving.onnx_model import CATEGORICAL_INPUT, NUMERIC_INPUT
+
+    numeric, categorical = contract.numeric_names(), contract.categorical_names()
+    del graph.graph.input[:]
+    graph.graph.input.extend(
+        [
+            helper.make_tensor_value_info(NUMERIC_INPUT, TensorProto.FLOAT, [None, len(numeric)]),
+            helper.make_tensor_value_info(
+                CATEGORICAL_INPUT, TensorProto.STRING, [None, len(categorical)]
+            ),
+        ]
+    )
+    splits = [
+        helper.make_node("Split", [source], names, axis=1, split=[1] * len(names), name=source)
+        for source, names in ((NUMERIC_INPUT, numeric), (CATEGORICAL_INPUT, categorical))
+    ]
+    nodes = list(graph.graph.node)
+    del graph.graph.node[:]
+    graph.graph.node.extend(splits + nodes)
+    checker.check_model(graph)
 
 
 def onnx_difference(pipeline: Pipeline, onnx: bytes, x: pd.DataFrame) -> float:
@@ -113,7 +146,7 @@ def onnx_difference(pipeline: Pipeline, onnx: bytes, x: pd.DataFrame) -> float:
     """
     from churn.serving.onnx_model import OnnxModel
 
-    exported = OnnxModel(onnx).predict({name: x[name].to_numpy() for name in x.columns})
+    exported = OnnxModel(onnx).predict_columns({name: x[name].to_numpy() for name in x.columns})
     difference = float(np.max(np.abs(exported - pipeline.predict_proba(x)[:, 1])))
     if difference > ONNX_TOLERANCE:
         raise ModelError(

