@@ -103,6 +103,13 @@ def test_repro_builds_every_output(repo: Repo) -> None:
         assert (root / "plots" / "images" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_summary_shows_metrics_and_where_things_are(repo: Repo) -> None:
+    text = repo.run(str(BIN / "churn"), "summary").stdout
+    assert f"ROC AUC                          {_metrics(repo)['roc_auc']:.4f}" in text
+    assert "5-fold CV ROC AUC (train split)" in text
+    assert "MLflow:  sqlite:///mlflow.db" in text
+
+
 def test_model_is_registered_in_mlflow_with_signature_and_example(
     repo: Repo, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +141,24 @@ def test_oversized_body_gets_413(server: Server) -> None:
             "/predict/batch", content=huge, headers={"Content-Type": "application/json"}
         )
     assert response.status_code == 413
+
+
+def test_oversized_chunked_body_gets_413(server: Server) -> None:
+    """A body without Content-Length is counted as it arrives."""
+    chunk = json.dumps(EXAMPLE).encode()
+
+    def body() -> Iterator[bytes]:
+        yield b'{"customers": ['
+        for _ in range(4000):
+            yield chunk + b","
+        yield chunk + b"]}"
+
+    with server.client() as client:
+        response = client.post(
+            "/predict/batch", content=body(), headers={"Content-Type": "application/json"}
+        )
+    assert response.status_code == 413
+    assert "larger than 1048576 bytes" in response.json()["detail"]
 
 
 def test_metrics_count_requests_errors_and_scores(server: Server) -> None:

@@ -88,10 +88,6 @@ class MetricsMiddleware:
             children[1].observe(time.perf_counter() - start)
 
 
-class _BodyTooLargeError(Exception):
-    pass
-
-
 class BodySizeLimitMiddleware:
     """413 for request bodies over ``limit`` bytes.
 
@@ -119,27 +115,31 @@ class BodySizeLimitMiddleware:
         await self._counted(scope, receive, send)
 
     async def _counted(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Past the limit: answer 413 at once, tell the app the client left, drop its answer."""
         received = 0
-        responded = False
+        responded = rejected = False
 
         async def counting_receive() -> Message:
-            nonlocal received
+            nonlocal received, rejected
+            if rejected:
+                return {"type": "http.disconnect"}
             message = await receive()
             received += len(message.get("body", b""))
-            if received > self.limit:
-                raise _BodyTooLargeError
-            return message
+            if received <= self.limit:
+                return message
+            rejected = True
+            if not responded:
+                await self._reject(send)
+            return {"type": "http.disconnect"}
 
-        async def tracking_send(message: Message) -> None:
+        async def guarded_send(message: Message) -> None:
             nonlocal responded
+            if rejected:
+                return
             responded = responded or message["type"] == "http.response.start"
             await send(message)
 
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except _BodyTooLargeError:
-            if not responded:
-                await self._reject(send)
+        await self.app(scope, counting_receive, guarded_send)
 
     async def _reject(self, send: Send) -> None:
         body = json.dumps({"detail": f"request body larger than {self.limit} bytes"}).encode()
