@@ -49,6 +49,16 @@ test: install ## Run the test suite (unit, data, model, integration)
 test-fast: install ## Run the tests that take seconds (no integration)
 	pytest -m "not integration"
 
+BASELINE ?= main
+
+.PHONY: ci
+ci: install ## The pull-request path locally: tests, pipeline, load test, report and gate vs BASELINE (main)
+	pytest
+	dvc repro
+	python loadtest/run.py
+	churn report --baseline $(BASELINE) --out reports/pr.md
+	churn gate --baseline $(BASELINE)
+
 .PHONY: lint
 lint: install ## Check style, formatting, types and the Dockerfile
 	ruff check .

@@ -11,17 +11,21 @@ print one readable line on stderr, never a traceback.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from churn.errors import DataError, ModelError, ValidationFailedError
 from churn.params import ParamsError, load_params
+
+if TYPE_CHECKING:
+    from churn.gate import GateResult
 
 app = typer.Typer(
     help="Customer-churn pipeline: prepare, validate, train, evaluate.",
@@ -155,6 +159,84 @@ def summary(
 
     with _errors_as_exit_codes():
         typer.echo(render(metrics, model_dir, plots_dir))
+
+
+BaselineOption = Annotated[
+    str, typer.Option(help="Git revision to compare with (the pull request's target).")
+]
+
+
+def _gate_result(baseline: str, params_file: Path) -> tuple[GateResult, dict[str, Any]]:
+    from churn import gate as gates
+
+    current = json.loads(Path(gates.METRICS_FILE).read_text())
+    diff = gates.metrics_diff(baseline)
+    validation = gates.read_json(Path("reports/validation.json"))
+    loadtest = gates.read_json(Path("loadtest/results/summary.json"))
+    result = gates.check_gate(
+        current,
+        gates.baseline_values(diff),
+        load_params(params_file).gate,
+        baseline_name=baseline,
+        validation_passed=None if validation is None else bool(validation["success"]),
+        loadtest_passed=None if loadtest is None else bool(loadtest["slo_met"]),
+    )
+    metrics = diff or {name: {"old": None, "new": value} for name, value in current.items()}
+    return result, {"metrics": metrics, "validation": validation, "loadtest": loadtest}
+
+
+@app.command()
+def gate(
+    baseline: BaselineOption = "main", params_file: ParamsOption = Path("params.yaml")
+) -> None:
+    """Fail (exit 1) when a metric breaks its limit or regresses against the baseline.
+
+    Also fails when data validation or the load test (if run) failed.
+    Run from the repository root after `dvc repro`.
+    """
+    with _errors_as_exit_codes():
+        result, _ = _gate_result(baseline, params_file)
+    typer.echo(result.render())
+    if not result.passed:
+        raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+@app.command()
+def report(
+    baseline: BaselineOption = "main",
+    out: Annotated[Path, typer.Option(help="Markdown file to write.")] = Path("reports/pr.md"),
+    image_base: Annotated[
+        str, typer.Option(help="Prefix for plot image links (a URL or a relative path).")
+    ] = "../plots/images",
+    params_file: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Write the pull-request report: metrics and params vs the baseline, validation,
+    model, load test and plots, as Markdown."""
+    from churn import gate as gates
+    from churn import report as reports
+    from churn.artifacts import CARD_FILE, ONNX_FILE, RUN_FILE, ModelCard, RunRecord
+
+    models = Path("models")
+    with _errors_as_exit_codes():
+        result, inputs = _gate_result(baseline, params_file)
+        run_file = models / RUN_FILE
+        images = sorted(Path("plots/images").glob("*.png"))
+        markdown = reports.render(
+            reports.ReportInputs(
+                gate=result,
+                metrics=inputs["metrics"],
+                params=gates.params_diff(baseline),
+                validation=inputs["validation"],
+                card=ModelCard.read(models / CARD_FILE),
+                run=RunRecord.read(run_file) if run_file.is_file() else None,
+                onnx_bytes=(models / ONNX_FILE).stat().st_size,
+                loadtest=inputs["loadtest"],
+                images={p.stem.replace("_", " "): f"{image_base}/{p.name}" for p in images},
+            )
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(markdown)
+    typer.echo(f"wrote {out} ({result.render().splitlines()[0]})")
 
 
 @app.command()

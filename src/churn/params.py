@@ -49,9 +49,19 @@ class EvaluateParams(_Frozen):
     calibration_bins: int = Field(ge=2)
 
 
-class GateParams(_Frozen):
-    min_roc_auc: float = Field(ge=0, le=1)
-    max_roc_auc_drop: float = Field(ge=0, le=1)
+class MetricGate(_Frozen):
+    """The quality gate of one metric, written as data."""
+
+    limit: float = Field(description="Worst acceptable value: a floor, or a ceiling.")
+    max_regression: float = Field(ge=0, description="Largest allowed worsening vs baseline.")
+    higher_is_better: bool = True
+
+    def within_limit(self, value: float) -> bool:
+        return value >= self.limit if self.higher_is_better else value <= self.limit
+
+    def worsening(self, value: float, baseline: float) -> float:
+        """How much worse ``value`` is than ``baseline`` (negative: better)."""
+        return baseline - value if self.higher_is_better else value - baseline
 
 
 class LoadtestParams(_Frozen):
@@ -68,7 +78,7 @@ class Params(_Frozen):
     prepare: PrepareParams
     train: TrainParams
     evaluate: EvaluateParams
-    gate: GateParams
+    gate: dict[str, MetricGate]
     loadtest: LoadtestParams
 
 

@@ -205,3 +205,20 @@ def test_experiment_with_a_changed_parameter(repo: Repo) -> None:
     diff = json.loads(repo.dvc("params", "diff", "--json").stdout)
     change = diff["params.yaml"]["train.logistic_regression.C"]
     assert (change["old"], change["new"]) == (1.0, 0.01)
+
+
+def test_report_and_gate_against_the_committed_baseline(repo: Repo) -> None:
+    """After the experiment above, the workspace differs from HEAD: report and gate on it."""
+    churn = str(BIN / "churn")
+    baseline = json.loads(repo.run("git", "show", "HEAD:metrics.json").stdout)
+    current = _metrics(repo)
+    assert current["roc_auc"] != baseline["roc_auc"]
+    repo.run(churn, "report", "--baseline", "HEAD", "--out", "reports/pr.md")
+    text = (repo.root / "reports" / "pr.md").read_text()
+    assert f"| roc_auc | {baseline['roc_auc']:.4f} | {current['roc_auc']:.4f} |" in text
+    assert "| `train.logistic_regression.C` | 1.0 | 0.01 |" in text
+    gate = repo.run(churn, "gate", "--baseline", "HEAD", check=False)
+    worse = baseline["roc_auc"] - current["roc_auc"] > 0.01 or current["roc_auc"] < 0.84
+    assert gate.returncode == (1 if worse else 0), gate.stdout
+    first_pr = repo.run(churn, "gate", "--baseline", "no-such-branch", check=False)
+    assert "no baseline yet" in first_pr.stdout

@@ -11,7 +11,7 @@ def test_repository_params_load(tmp_path: Path) -> None:
     params = load_params(REPO / "params.yaml")
     assert 0 < params.prepare.test_size < 1
     assert params.train.estimator in {"logistic_regression", "hist_gradient_boosting"}
-    assert params.gate.min_roc_auc > 0.5
+    assert params.gate["roc_auc"].limit > 0.5
 
 
 def _write_variant(tmp_path: Path, old: str, new: str) -> Path:
