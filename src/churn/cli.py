@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from churn.errors import DataError, ModelError, ValidationFailedError
+from churn.errors import DataError, ModelError, TrackingError, ValidationFailedError
 from churn.params import ParamsError, load_params
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ def _errors_as_exit_codes() -> Iterator[None]:
     """Turn the package's expected errors into one line and an exit code."""
     try:
         yield
-    except (DataError, ParamsError, ModelError) as exc:
+    except (DataError, ParamsError, ModelError, TrackingError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
     except ValidationFailedError as exc:

@@ -13,5 +13,9 @@ class ModelError(Exception):
     """A model directory that is missing, corrupt or does not match its card."""
 
 
+class TrackingError(Exception):
+    """The MLflow tracking store cannot be reached or refused a request."""
+
+
 class ValidationFailedError(Exception):
     """The data a stage would train on did not pass validation."""

@@ -37,9 +37,12 @@ def split(frame: pd.DataFrame, params: PrepareParams) -> tuple[pd.DataFrame, pd.
             strata = label
     if strata is None:
         log.warning("label missing or a class has < 2 rows: splitting without stratification")
-    train, test = train_test_split(
-        frame, test_size=params.test_size, random_state=params.seed, stratify=strata
-    )
+    try:
+        train, test = train_test_split(
+            frame, test_size=params.test_size, random_state=params.seed, stratify=strata
+        )
+    except ValueError as exc:  # e.g. fewer test rows than classes
+        raise DataError(f"{len(frame)} rows cannot be split: {exc}") from None
     return train, test
 
 

@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from churn import contract
 from churn.artifacts import CARD_FILE, MODEL_FILE, ONNX_FILE, SERVING_ARTIFACTS, RunRecord
+from churn.errors import TrackingError
 from churn.model import LIBRARIES as MODEL_LIBRARIES
 
 if TYPE_CHECKING:
@@ -89,7 +90,11 @@ def start(settings: TrackingSettings) -> str:
     _quiet_mlflow()
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment(settings.experiment)
+    try:
+        mlflow.set_experiment(settings.experiment)
+    except Exception as exc:  # MLflow raises MlflowException, requests' and OS errors
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise TrackingError(f"MLflow tracking store {uri}: {reason}") from None
     return uri
 
 

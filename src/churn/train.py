@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 EXAMPLE_ROWS = 3
-# Training rows whose scores are stored in the card for later self-checks.
+# At least this many training rows (and enough to show every categorical
+# level) are stored in the card with their scores, for later self-checks.
 REFERENCE_ROWS = 5
 
 
@@ -70,6 +71,26 @@ def require_passed(report_path: Path) -> None:
         raise ValidationFailedError(f"{report_path}: the data failed validation; not training")
 
 
+def reference_rows(x: pd.DataFrame) -> list[int]:
+    """Positions of a few rows that together show every level of every categorical.
+
+    The service scores them at start-up against the pipeline's scores, so a
+    model whose inputs were wired differently (a swapped column) cannot pass.
+    """
+    chosen: list[int] = []
+    missing = {(c.name, level) for c in contract.CATEGORICAL_FEATURES for level in c.levels}
+    for position, row in enumerate(x[contract.categorical_names()].itertuples(index=False)):
+        covers = {
+            (name, level) for name, level in zip(contract.categorical_names(), row, strict=True)
+        }
+        if covers & missing:
+            chosen.append(position)
+            missing -= covers
+        if not missing and len(chosen) >= REFERENCE_ROWS:
+            break
+    return chosen
+
+
 def write_model(
     pipeline: Pipeline,
     frame: pd.DataFrame,
@@ -85,7 +106,7 @@ def write_model(
     difference = onnx_difference(pipeline, onnx, x)
     sha256 = save_model(pipeline, model_dir)
     (model_dir / ONNX_FILE).write_bytes(onnx)
-    reference = x.head(REFERENCE_ROWS)
+    reference = x.iloc[reference_rows(x)]
     card = ModelCard(
         sha256=sha256,
         onnx_sha256=file_sha256(model_dir / ONNX_FILE),

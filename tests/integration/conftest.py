@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -58,28 +59,46 @@ def free_port() -> int:
 class Server:
     url: str
     process: subprocess.Popen[str]
+    log_file: Path
+
+    def log(self) -> str:
+        return self.log_file.read_text()
 
     def client(self, **kwargs: object) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=10, **kwargs)  # type: ignore[arg-type]
 
 
 def start_server(model_dir: Path, env: dict[str, str] | None = None) -> Server:
-    """`churn serve` on a free loopback port; returns once /ready answers 200."""
+    """`churn serve` on a free loopback port; returns once /ready answers 200.
+
+    Its output goes to a file (a pipe nobody reads would block the server once
+    full); `Server.log()` reads it.
+    """
     port = free_port()
-    process = subprocess.Popen(
-        [CHURN, "serve", "--host", "127.0.0.1", "--port", str(port), "--model-dir", str(model_dir)],
-        env={**os.environ, **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    server = Server(f"http://127.0.0.1:{port}", process)
+    log = Path(tempfile.mkstemp(prefix="churn-serve-", suffix=".log")[1])
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [
+                CHURN,
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--model-dir",
+                str(model_dir),
+            ],
+            env={**os.environ, **(env or {})},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+    server = Server(f"http://127.0.0.1:{port}", process, log)
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            output = process.stdout.read() if process.stdout else ""
-            raise RuntimeError(f"churn serve exited {process.returncode}:\n{output}")
+            raise RuntimeError(f"churn serve exited {process.returncode}:\n{server.log()}")
         try:
             if httpx.get(f"{server.url}/ready", timeout=1).status_code == 200:
                 return server

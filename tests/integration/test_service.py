@@ -161,6 +161,30 @@ def test_oversized_chunked_body_gets_413(server: Server) -> None:
     assert "larger than 1048576 bytes" in response.json()["detail"]
 
 
+def test_oversized_chunked_body_to_predict_gets_413_quietly(server: Server) -> None:
+    def body() -> Iterator[bytes]:
+        yield b'{"customer_id": "'
+        for _ in range(2000):
+            yield b"x" * 1024
+        yield b'"}'
+
+    with server.client() as client:
+        response = client.post(
+            "/predict", content=body(), headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 413
+        assert client.get("/health").status_code == 200
+    assert "Traceback" not in server.log()
+
+
+def test_predict_wants_json(server: Server) -> None:
+    with server.client() as client:
+        response = client.post(
+            "/predict", content=json.dumps(EXAMPLE), headers={"Content-Type": "text/plain"}
+        )
+    assert response.status_code == 415
+
+
 def test_metrics_count_requests_errors_and_scores(server: Server) -> None:
     with server.client() as client:
         client.post("/predict", json=EXAMPLE)

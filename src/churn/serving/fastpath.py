@@ -14,17 +14,30 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from fastapi import Request
+from fastapi import HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 async def parse_json(request: Request, model: type[ModelT]) -> ModelT:
-    """The request body validated as ``model``; malformed JSON or bad fields raise 422."""
+    """The request body validated as ``model``.
+
+    415 unless the body is declared JSON (as FastAPI's own parsing requires),
+    422 on malformed JSON or bad fields; a client gone mid-body (or cut off
+    by the body-size limit, which has already answered 413) ends quietly.
+    """
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "send the body as application/json"
+        )
     try:
         return model.model_validate_json(await request.body())
+    except ClientDisconnect:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "the request body was cut off") from None
     except ValidationError as exc:
         errors = [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
         raise RequestValidationError(errors) from None

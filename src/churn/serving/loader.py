@@ -59,6 +59,11 @@ def load(settings: ServingSettings) -> LoadedModel:
 
 def load_directory(directory: Path, *, version: str, source: str) -> LoadedModel:
     card = ModelCard.read(directory / CARD_FILE)
+    if card.features != contract.feature_names():
+        raise ModelError(
+            f"{directory}: the model was trained on features {card.features}, "
+            f"the contract now lists {contract.feature_names()}: retrain it"
+        )
     path = directory / ONNX_FILE
     if not path.is_file():
         raise ModelError(f"{path}: not found")

@@ -107,7 +107,7 @@ class BodySizeLimitMiddleware:
             return
         for name, value in scope["headers"]:
             if name == b"content-length":
-                if int(value) > self.limit:
+                if not value.isdigit() or int(value) > self.limit:
                     await self._reject(send)
                 else:
                     await self.app(scope, receive, send)

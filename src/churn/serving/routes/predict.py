@@ -26,6 +26,7 @@ router = APIRouter(
         400: {"model": HTTPError, "description": "Body is not decodable (e.g. not UTF-8)."},
         401: {"model": HTTPError, "description": "Missing or wrong X-API-Key (when required)."},
         413: {"model": HTTPError, "description": "Request body too large."},
+        415: {"model": HTTPError, "description": "Body not sent as application/json."},
         422: {"model": ValidationProblems, "description": "Invalid customer data."},
     },
 )
