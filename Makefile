@@ -65,6 +65,8 @@ lint: install ## Check style, formatting, types and the Dockerfile
 	ruff format --check .
 	mypy
 	hadolint Dockerfile
+	actionlint
+	zizmor --offline .github/workflows
 
 .PHONY: format
 format: install ## Format the code and fix what ruff can fix

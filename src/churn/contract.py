@@ -3,7 +3,8 @@
 Everything else is derived from this module: the Great Expectations suite
 (`churn.validation`), the feature lists of the model (`churn.model`), the
 typed reading of CSV files (`churn.data`), the API request model
-(`churn.serving.schemas`) and the MLflow signature (`churn.tracking`). Change a column here and every consumer follows.
+(`churn.serving.schemas`) and the MLflow signature (`churn.tracking`).
+Change a column here and every consumer follows.
 
 The contract describes the *clean* record, the one the model sees: numbers
 are numbers and every yes/no column holds ``"Yes"``/``"No"``. The raw file's

@@ -153,7 +153,10 @@ def _revision_exists(revision: str) -> bool:
 
 
 def _run_json(command: list[str]) -> dict[str, Any]:
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise DataError(f"{command[0]} not found: activate the project's .venv") from None
     if result.returncode != 0:
         reason = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise DataError(f"{' '.join(command)} failed: {reason}")
