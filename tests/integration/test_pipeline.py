@@ -20,6 +20,7 @@ import pytest
 
 from churn.artifacts import CARD_FILE, MODEL_FILE, RUN_FILE, file_sha256
 from churn.errors import ModelError
+from churn.params import load_params
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration
@@ -218,7 +219,24 @@ def test_report_and_gate_against_the_committed_baseline(repo: Repo) -> None:
     assert f"| roc_auc | {baseline['roc_auc']:.4f} | {current['roc_auc']:.4f} |" in text
     assert "| `train.logistic_regression.C` | 1.0 | 0.01 |" in text
     gate = repo.run(churn, "gate", "--baseline", "HEAD", check=False)
-    worse = baseline["roc_auc"] - current["roc_auc"] > 0.01 or current["roc_auc"] < 0.84
-    assert gate.returncode == (1 if worse else 0), gate.stdout
+    gates = load_params(repo.root / "params.yaml").gate
+    broken = [
+        metric
+        for metric, rule in gates.items()
+        if not rule.within_limit(current[metric])
+        or rule.worsening(current[metric], baseline[metric]) > rule.max_regression
+    ]
+    assert gate.returncode == (1 if broken else 0), gate.stdout
+    assert all(metric in gate.stdout for metric in broken)
+    strict = (
+        (repo.root / "params.yaml")
+        .read_text()
+        .replace("roc_auc: {limit: 0.83,", f"roc_auc: {{limit: {current['roc_auc'] + 0.01:.4f},")
+    )
+    (repo.root / "strict.yaml").write_text(strict)
+    failing = repo.run(churn, "gate", "--baseline", "HEAD", "--params", "strict.yaml", check=False)
+    assert failing.returncode == 1
+    assert "roc_auc" in failing.stdout
+    assert "below the floor" in failing.stdout
     first_pr = repo.run(churn, "gate", "--baseline", "no-such-branch", check=False)
     assert "no baseline yet" in first_pr.stdout
