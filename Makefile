@@ -51,6 +51,10 @@ test-fast: install ## Run the tests that take seconds (no integration)
 
 BASELINE ?= main
 
+.PHONY: gate
+gate: install ## Check the model against its limits and against BASELINE (main)
+	churn gate --baseline $(BASELINE)
+
 .PHONY: ci
 ci: install ## The pull-request path locally: tests, pipeline, load test, report and gate vs BASELINE (main)
 	pytest

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from churn.errors import DataError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from pathlib import Path
 
     from churn.params import MetricGate
 
@@ -112,7 +113,7 @@ def metrics_diff(baseline: str) -> dict[str, dict[str, Any]]:
     """
     if not _revision_exists(baseline):
         return {}
-    output = _run_json(["dvc", "metrics", "diff", baseline, "--all", "--json"])
+    output = _run_json([_dvc(), "metrics", "diff", baseline, "--all", "--json"])
     diff: dict[str, dict[str, Any]] = output.get(METRICS_FILE, {})
     return diff
 
@@ -121,7 +122,7 @@ def params_diff(baseline: str) -> dict[str, dict[str, Any]]:
     """``dvc params diff <baseline> --json`` for params.yaml: {param: {old, new}}."""
     if not _revision_exists(baseline):
         return {}
-    output = _run_json(["dvc", "params", "diff", baseline, "--json"])
+    output = _run_json([_dvc(), "params", "diff", baseline, "--json"])
     diff: dict[str, dict[str, Any]] = output.get("params.yaml", {})
     return diff
 
@@ -143,6 +144,12 @@ def read_json(path: Path) -> dict[str, Any] | None:
     return data
 
 
+def _dvc() -> str:
+    """The dvc installed beside this interpreter (so an unactivated .venv works), else PATH's."""
+    beside = Path(sys.executable).with_name("dvc")
+    return str(beside) if beside.is_file() else "dvc"
+
+
 def _revision_exists(revision: str) -> bool:
     result = subprocess.run(
         ["git", "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}"],
@@ -156,7 +163,7 @@ def _run_json(command: list[str]) -> dict[str, Any]:
     try:
         result = subprocess.run(command, capture_output=True, text=True, check=False)
     except FileNotFoundError:
-        raise DataError(f"{command[0]} not found: activate the project's .venv") from None
+        raise DataError(f"{command[0]} not found: run `make install`") from None
     if result.returncode != 0:
         reason = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise DataError(f"{' '.join(command)} failed: {reason}")
