@@ -88,12 +88,16 @@ def validate(
     Several files are checked as one table, so an id that appears in two of
     them (a customer in both train and test) is reported as a duplicate.
     """
+    from dataclasses import replace
+
+    from churn.artifacts import file_sha256
     from churn.data import load
     from churn.validation import validate as run_validation
 
     with _errors_as_exit_codes():
         frame = load(paths)
     result = run_validation(frame, [str(p) for p in paths])
+    result = replace(result, source_sha256={str(p): file_sha256(p) for p in paths})
     if report is not None:
         result.write_json(report)
     typer.echo(result.render())

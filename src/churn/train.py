@@ -60,7 +60,8 @@ def run(frame: pd.DataFrame, params: TrainParams) -> tuple[Pipeline, dict[str, f
     return pipeline, metrics
 
 
-def require_passed(report_path: Path) -> None:
+def require_passed(report_path: Path, data_path: Path) -> None:
+    """The report must say the data passed, and be about this very file (by hash)."""
     try:
         report = json.loads(report_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -69,6 +70,10 @@ def require_passed(report_path: Path) -> None:
         ) from None
     if report.get("success") is not True:
         raise ValidationFailedError(f"{report_path}: the data failed validation; not training")
+    if file_sha256(data_path) not in report.get("sha256", {}).values():
+        raise ValidationFailedError(
+            f"{report_path} does not cover {data_path} as it is now: validate it first"
+        )
 
 
 def reference_rows(x: pd.DataFrame) -> list[int]:
@@ -137,7 +142,7 @@ def main(
 ) -> ModelCard:
     from churn import tracking
 
-    require_passed(report_path)
+    require_passed(report_path, train_path)
     frame = load([train_path])
     tracking.start(settings)  # fail on an unreachable tracking server before fitting
     pipeline, metrics = run(frame, params)

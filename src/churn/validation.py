@@ -48,6 +48,8 @@ class ValidationReport:
     sources: list[str]
     rows: int
     checks: list[CheckResult]
+    source_sha256: dict[str, str] = field(default_factory=dict)
+    """Content hash per validated file, so a consumer can tell which data passed."""
 
     @property
     def success(self) -> bool:
@@ -61,6 +63,7 @@ class ValidationReport:
         return {
             "success": self.success,
             "sources": self.sources,
+            "sha256": self.source_sha256,
             "rows": self.rows,
             "statistics": {
                 "evaluated": len(self.checks),
