@@ -1,4 +1,4 @@
-"""Fixtures that run the real service: a trained model directory and `churn serve`."""
+"""Fixtures that run real servers on 127.0.0.1: `churn serve` and an S3-compatible store."""
 
 from __future__ import annotations
 
@@ -110,13 +110,7 @@ def start_server(model_dir: Path, env: dict[str, str] | None = None) -> Server:
 
 
 def stop_server(server: Server) -> None:
-    if server.process.poll() is None:
-        os.killpg(server.process.pid, signal.SIGTERM)
-        try:
-            server.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.process.pid, signal.SIGKILL)
-            server.process.wait()
+    stop_process(server.process)
 
 
 @pytest.fixture
@@ -139,3 +133,90 @@ def server(trained_model: TrainedModel) -> Iterator[Server]:
     running = start_server(trained_model.directory)
     yield running
     stop_server(running)
+
+
+# -- S3: moto's standalone server, a real HTTP S3 endpoint on loopback ------------
+
+S3_CREDENTIALS = {
+    # moto accepts any credentials; real-looking names keep botocore's checks quiet.
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+MOTO_SERVER = str(Path(sys.executable).with_name("moto_server"))
+
+
+@dataclass
+class S3Server:
+    """An S3-compatible server (``moto_server``) in its own process."""
+
+    endpoint_url: str
+    process: subprocess.Popen[str]
+    log_file: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Credentials and region for boto3/s3fs clients (dvc-s3, MLflow)."""
+        return dict(S3_CREDENTIALS)
+
+    def create_bucket(self, name: str) -> str:
+        """Create a bucket (idempotent) and return its name."""
+        import boto3
+
+        client = boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            region_name=S3_CREDENTIALS["AWS_DEFAULT_REGION"],
+        )
+        client.create_bucket(Bucket=name)
+        return name
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
+def stop_process(process: subprocess.Popen[str]) -> None:
+    """SIGTERM the process group, SIGKILL after 10 s."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def start_s3_server() -> S3Server:
+    """``moto_server`` on a free loopback port; returns once it answers HTTP."""
+    port = free_port()
+    log = Path(tempfile.mkstemp(prefix="moto-server-", suffix=".log")[1])
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [MOTO_SERVER, "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+    server = S3Server(f"http://127.0.0.1:{port}", process, log)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"moto_server exited {process.returncode}:\n{log.read_text()}")
+        try:
+            httpx.get(server.endpoint_url, timeout=1)
+            return server
+        except httpx.TransportError:
+            time.sleep(0.1)
+    server.stop()
+    raise RuntimeError(f"moto_server not answering within {START_TIMEOUT_S} s")
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """One S3-compatible server for the session; each test uses its own bucket."""
+    server = start_s3_server()
+    yield server
+    server.stop()
