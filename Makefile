@@ -63,6 +63,14 @@ ci: install ## The pull-request path locally: tests, pipeline, load test, report
 	churn report --baseline $(BASELINE) --out reports/pr.md
 	churn gate --baseline $(BASELINE)
 
+RETRAIN_FORCE ?=
+
+.PHONY: retrain
+retrain: install ## Re-run the pipeline (RETRAIN_FORCE=1: every stage), gate and report against HEAD
+	dvc repro $(if $(RETRAIN_FORCE),--force,)
+	churn gate --baseline HEAD
+	churn report --baseline HEAD --out reports/retrain.md
+
 .PHONY: lint
 lint: install ## Check style, formatting, types and the Dockerfile
 	ruff check .
@@ -110,3 +118,25 @@ container-build: ## Build the serving image (needs the model: make repro)
 .PHONY: container-test
 container-test: install ## Build the serving image, run it on 127.0.0.1 and check it
 	$(CONTAINER_ENV) containers/test.sh
+
+.PHONY: container-push
+container-push: ## Push CONTAINER_IMAGE (a registry name) and EXTRA_TAGS (e.g. latest)
+	$(CONTAINER_ENV) EXTRA_TAGS="$(EXTRA_TAGS)" containers/push.sh
+
+# Blue/green deploys (deploy/deploy.sh; DEPLOY_TARGET selects deploy/targets/*.sh,
+# podman + nginx on this host by default). See docs/deploy.md.
+.PHONY: deploy
+deploy: install ## Deploy CONTAINER_IMAGE blue/green: new slot, smoke test, switch, check
+	deploy/deploy.sh deploy $(CONTAINER_IMAGE)
+
+.PHONY: rollback
+rollback: install ## Send the traffic back to the previous slot (still running)
+	deploy/deploy.sh rollback
+
+.PHONY: deploy-status
+deploy-status: ## Show the live slot and what each slot runs
+	deploy/deploy.sh status
+
+.PHONY: deploy-test
+deploy-test: install container-build ## Deploy, switch and roll back the image under load on 127.0.0.1
+	IMAGE=$(CONTAINER_IMAGE) pytest -m container tests/deploy

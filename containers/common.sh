@@ -58,3 +58,13 @@ debian_mirror() {
     } 2>/dev/null || true)
     grep -m1 -E '/debian/?$' <<<"$uris" || echo "http://deb.debian.org/debian"
 }
+
+# registry_login IMAGE: log in to IMAGE's registry when REGISTRY_PASSWORD is
+# set (REGISTRY_USER, default $USER); the password goes through stdin.
+registry_login() {
+    local registry=${1%%/*}
+    [[ -n ${REGISTRY_PASSWORD:-} ]] || return 0
+    say "logging in to $registry as ${REGISTRY_USER:-$USER}"
+    printf '%s' "$REGISTRY_PASSWORD" |
+        podman login --username "${REGISTRY_USER:-$USER}" --password-stdin "$registry" >/dev/null
+}

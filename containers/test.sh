@@ -10,7 +10,7 @@ set -euo pipefail
 source "$(dirname "$0")/common.sh"
 cd "$REPO_ROOT"
 
-# The host's project env supplies the example customer and makes the HTTP calls.
+# The host's project env runs `churn smoke` and the HTTP readiness poll.
 python=$REPO_ROOT/.venv/bin/python
 [[ -x $python ]] || die "$python not found: run make install"
 ready_timeout=${READY_TIMEOUT:-60}
@@ -62,36 +62,8 @@ done
 ready_ms=$(($(now_ms) - start))
 say "ready $((ready_ms / 1000)).$(printf '%03d' $((ready_ms % 1000)))s after podman run"
 
-say "POST $url/predict (the example customer)"
-"$python" - "$url/predict" models/model_card.json <<'PY'
-import json
-import sys
-import urllib.error
-import urllib.request
-
-from churn.serving.schemas import EXAMPLE
-
-url, card = sys.argv[1], sys.argv[2]
-with open(card) as handle:
-    expected_sha = json.load(handle)["onnx_sha256"]
-request = urllib.request.Request(
-    url, data=json.dumps(EXAMPLE).encode(), headers={"Content-Type": "application/json"}
-)
-try:
-    with urllib.request.urlopen(request, timeout=10) as response:
-        body = json.load(response)
-except urllib.error.HTTPError as exc:
-    sys.exit(f"error: /predict answered {exc.code}: {exc.read().decode()[:500]}")
-probability, sha = body.get("churn_probability"), body.get("model_sha256")
-problems = []
-if not (isinstance(probability, float) and 0.0 <= probability <= 1.0):
-    problems.append(f"churn_probability {probability!r} is not a number in [0, 1]")
-if sha != expected_sha:
-    problems.append(f"model_sha256 {sha!r} is not {card}'s onnx_sha256 {expected_sha!r}")
-if problems:
-    sys.exit("error: " + "; ".join(problems) + f"\nresponse: {json.dumps(body)}")
-print(f"    churn_probability {probability:.4f}, model {sha[:12]}… as in {card}")
-PY
+say "smoke test: /ready, /model is the model in models/, one prediction"
+"$REPO_ROOT/.venv/bin/churn" smoke "$url" --card models/model_card.json --ready-timeout 5
 
 say "checking the image's HEALTHCHECK"
 podman healthcheck run "$name" >/dev/null 2>&1 || die "the HEALTHCHECK command failed (or the image has none)"

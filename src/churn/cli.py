@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from churn.errors import DataError, ModelError, TrackingError, ValidationFailedError
+from churn.errors import (
+    DataError,
+    ModelError,
+    ServiceError,
+    TrackingError,
+    ValidationFailedError,
+)
 from churn.params import ParamsError, load_params
 
 if TYPE_CHECKING:
@@ -58,7 +64,7 @@ def _errors_as_exit_codes() -> Iterator[None]:
     except (DataError, ParamsError, ModelError, TrackingError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
-    except ValidationFailedError as exc:
+    except (ValidationFailedError, ServiceError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_CHECK_FAILED) from None
 
@@ -241,6 +247,42 @@ def report(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(markdown)
     typer.echo(f"wrote {out} ({result.render().splitlines()[0]})")
+
+
+@app.command()
+def smoke(
+    url: Annotated[
+        str, typer.Argument(help="Base URL of the service, e.g. http://127.0.0.1:8000.")
+    ],
+    card: Annotated[
+        Path | None,
+        typer.Option(help="Model card whose onnx_sha256 the service must serve.", dir_okay=False),
+    ] = None,
+    expect_sha256: Annotated[
+        str | None, typer.Option(help="SHA-256 of the ONNX model the service must serve.")
+    ] = None,
+    ready_timeout: Annotated[float, typer.Option(help="Seconds to wait for /ready.")] = 60.0,
+) -> None:
+    """Check a running service: /ready, the model it serves, one prediction (exit 1 on failure).
+
+    The API key, if the service needs one, comes from CHURN_API_KEY.
+    """
+    import os
+
+    from churn import smoke as checks
+
+    with _errors_as_exit_codes():
+        if card is not None:
+            from churn.artifacts import ModelCard
+
+            expect_sha256 = ModelCard.read(card).onnx_sha256
+        result = checks.check(
+            url,
+            expect_sha256=expect_sha256,
+            api_key=os.environ.get("CHURN_API_KEY"),
+            ready_timeout=ready_timeout,
+        )
+    typer.echo(result.render())
 
 
 @app.command()

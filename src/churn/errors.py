@@ -19,3 +19,7 @@ class TrackingError(Exception):
 
 class ValidationFailedError(Exception):
     """The data a stage would train on did not pass validation."""
+
+
+class ServiceError(Exception):
+    """A running prediction service failed a check (not ready, wrong model, bad answer)."""
