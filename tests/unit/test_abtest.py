@@ -1,0 +1,122 @@
+"""A/B assignment and decision on simulated traffic where the truth is known."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from churn.abtest import (
+    CHALLENGER,
+    CHAMPION,
+    Arm,
+    Verdict,
+    decide,
+    required_sample_size,
+    variant_for,
+)
+
+CONFIDENCE, POWER, MIN_EFFECT = 0.95, 0.8, 0.02
+CHAMPION_RATE = 0.80  # share of right decisions, about the model's accuracy
+
+
+def simulate(rng: random.Random, rate_a: float, rate_b: float, n: int) -> tuple[Arm, Arm]:
+    """n labelled predictions per variant, each right with the variant's true rate."""
+    right_a = sum(rng.random() < rate_a for _ in range(n))
+    right_b = sum(rng.random() < rate_b for _ in range(n))
+    return Arm(CHAMPION, right_a, n), Arm(CHALLENGER, right_b, n)
+
+
+def verdict(rng: random.Random, challenger_rate: float, n: int) -> Verdict:
+    champion, challenger = simulate(rng, CHAMPION_RATE, challenger_rate, n)
+    return decide(
+        champion, challenger, confidence=CONFIDENCE, power=POWER, min_effect=MIN_EFFECT
+    ).verdict
+
+
+def sample_size() -> int:
+    """The planned sample, with a margin: the required size is recomputed from the
+    champion's observed rate, which sampling noise moves a little."""
+    return int(1.1 * required_sample_size(CHAMPION_RATE, MIN_EFFECT, CONFIDENCE, POWER))
+
+
+def test_assignment_is_stable_and_splits_at_the_share() -> None:
+    keys = [f"{i:04d}-ABCDE" for i in range(20_000)]
+    first = [variant_for(key, 0.2, "exp-1") for key in keys]
+    assert first == [variant_for(key, 0.2, "exp-1") for key in keys]  # same key, same variant
+    share = first.count(CHALLENGER) / len(keys)
+    assert share == pytest.approx(0.2, abs=0.01)
+    reshuffled = [variant_for(key, 0.2, "exp-2") for key in keys]
+    assert reshuffled != first  # a new salt is a new experiment
+    assert {variant_for(key, 0.0, "s") for key in keys} == {CHAMPION}
+    assert {variant_for(key, 1.0, "s") for key in keys} == {CHALLENGER}
+
+
+def test_sample_size_grows_as_the_effect_shrinks() -> None:
+    big = required_sample_size(CHAMPION_RATE, 0.05, CONFIDENCE, POWER)
+    small = required_sample_size(CHAMPION_RATE, 0.01, CONFIDENCE, POWER)
+    assert 800 < big < 1_200 and 20_000 < small < 30_000
+    assert required_sample_size(CHAMPION_RATE, 0.02, 0.99, POWER) > required_sample_size(
+        CHAMPION_RATE, 0.02, CONFIDENCE, POWER
+    )
+
+
+def test_no_decision_before_the_sample_is_large_enough() -> None:
+    rng = random.Random(0)
+    # Even a large true difference is not called on a few hundred outcomes.
+    assert verdict(rng, 0.90, 300) is Verdict.NO_DECISION_YET
+    decision = decide(
+        Arm(CHAMPION, 0, 0), Arm(CHALLENGER, 0, 0),
+        confidence=CONFIDENCE, power=POWER, min_effect=MIN_EFFECT,
+    )  # fmt: skip
+    assert decision.verdict is Verdict.NO_DECISION_YET
+    assert "no decision yet" in decision.render()
+
+
+@pytest.mark.parametrize(
+    ("challenger_rate", "expected"),
+    [
+        (CHAMPION_RATE + 0.03, Verdict.CHALLENGER_BETTER),
+        (CHAMPION_RATE - 0.03, Verdict.CHAMPION_BETTER),
+    ],
+)
+def test_a_real_difference_is_found_most_of_the_time(
+    challenger_rate: float, expected: Verdict
+) -> None:
+    rng = random.Random(1)
+    n = sample_size()
+    verdicts = [verdict(rng, challenger_rate, n) for _ in range(100)]
+    # A 3-point difference with a sample sized for 2 points: power well above 80%.
+    assert verdicts.count(expected) >= 90
+    wrong_way = (
+        Verdict.CHAMPION_BETTER
+        if expected is Verdict.CHALLENGER_BETTER
+        else (Verdict.CHALLENGER_BETTER)
+    )
+    assert wrong_way not in verdicts
+
+
+def test_equal_models_rarely_produce_a_winner() -> None:
+    rng = random.Random(2)
+    n = sample_size()
+    verdicts = [verdict(rng, CHAMPION_RATE, n) for _ in range(400)]
+    false_positive_rate = 1 - verdicts.count(Verdict.NO_DIFFERENCE) / len(verdicts)
+    # Nominal 5%; with 400 trials the 99.9% binomial band reaches about 9%.
+    assert false_positive_rate < 0.09
+
+
+def test_the_interval_brackets_the_difference() -> None:
+    decision = decide(
+        Arm(CHAMPION, 5_600, 7_000), Arm(CHALLENGER, 5_950, 7_000),
+        confidence=CONFIDENCE, power=POWER, min_effect=MIN_EFFECT,
+    )  # fmt: skip
+    assert decision.verdict is Verdict.CHALLENGER_BETTER
+    assert decision.difference == pytest.approx(0.05)
+    assert decision.ci_low < decision.difference < decision.ci_high
+    assert decision.ci_low > 0
+    assert decision.p_value < 0.001
+
+
+def test_impossible_counts_are_refused() -> None:
+    with pytest.raises(ValueError, match="11 successes out of 10"):
+        Arm(CHAMPION, 11, 10)
