@@ -8,12 +8,7 @@ reproduces the pipeline, the later ones build on that state.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,65 +16,17 @@ import pytest
 from churn.artifacts import CARD_FILE, MODEL_FILE, RUN_FILE, file_sha256
 from churn.errors import ModelError
 from churn.params import load_params
-from tests.conftest import REPO
+from tests.integration.conftest import BIN, Repo, copy_project
 
 pytestmark = pytest.mark.integration
-BIN = Path(sys.executable).parent
-
-
-@dataclass(frozen=True)
-class Repo:
-    root: Path
-    env: dict[str, str]
-
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            args,
-            cwd=self.root,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        if check and result.returncode != 0:
-            pytest.fail(
-                f"{' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
-            )
-        return result
-
-    def dvc(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return self.run(str(BIN / "dvc"), *args, check=check)
-
-
-def _project_files() -> list[str]:
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO, capture_output=True, text=True, check=True,
-    ).stdout.split("\n")  # fmt: skip
-    return [name for name in listed if name and (REPO / name).is_file()]
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repo]:
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Repo:
     """A git repository holding the project's files as they are now, reproduced once."""
-    root = tmp_path_factory.mktemp("project")
-    for name in _project_files():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / name, root / name)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "CHURN_"))}
-    env |= {
-        "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-        "GX_ANALYTICS_ENABLED": "false",
-        "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
-        "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid",
-    }  # fmt: skip
-    project = Repo(root, env)
-    project.run("git", "init", "--quiet", "--initial-branch=main")
-    project.run("git", "add", "--all")
-    project.run("git", "commit", "--quiet", "--message", "copy")
+    project = copy_project(tmp_path_factory.mktemp("project"))
     project.dvc("repro")
-    yield project
+    return project
 
 
 def _metrics(repo: Repo) -> dict[str, float]:
