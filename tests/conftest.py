@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -30,3 +31,17 @@ def raw_real() -> pd.DataFrame:
 def raw_fixture() -> pd.DataFrame:
     """32 real customers in the raw format, incl. two with zero tenure."""
     return read_csv(FIXTURE)
+
+
+@pytest.fixture(autouse=True)
+def _restore_mlflow_tracking_uri() -> Iterator[None]:
+    """`mlflow.set_tracking_uri` also sets MLFLOW_TRACKING_URI in os.environ;
+    restore it after each test so later subprocesses do not inherit a test's store."""
+    import os
+
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before

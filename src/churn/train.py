@@ -139,12 +139,16 @@ def main(
     *,
     params: TrainParams,
     settings: TrackingSettings,
+    dvc_lock: Path | None = None,
 ) -> ModelCard:
+    """Train, save and register; ``dvc_lock`` is hashed into the run's lineage tags."""
     from churn import tracking
 
     require_passed(report_path, train_path)
     frame = load([train_path])
-    tracking.start(settings)  # fail on an unreachable tracking server before fitting
+    # Fail on an unreachable tracking server before fitting (or fall back, if allowed).
+    uri = tracking.start(settings)
+    lineage = tracking.lineage(dvc_lock, train_path)  # the code and data as training starts
     pipeline, metrics = run(frame, params)
     card = write_model(
         pipeline,
@@ -160,6 +164,8 @@ def main(
         card=card,
         model_dir=model_dir,
         settings=settings,
+        uri=uri,
+        tags=lineage,
     )
     record.write(model_dir / RUN_FILE)
     log.info("model %s… CV ROC AUC %.4f", card.sha256[:12], metrics["cv_roc_auc"])
