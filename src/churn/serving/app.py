@@ -1,11 +1,15 @@
 """The FastAPI application: `create_app(settings)` builds it, the lifespan loads the model.
 
+The lifespan also opens the prediction log (when configured), and closes it
+on shutdown, which writes what is still buffered.
+
 Run it with ``churn serve`` (which checks the model before binding the port)
 or any ASGI server: ``uvicorn --factory churn.serving.app:create_app``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,7 +22,8 @@ from churn.serving import loader
 from churn.serving.deps import require_api_key
 from churn.serving.loader import LoadedModel
 from churn.serving.middleware import BodySizeLimitMiddleware, MetricsMiddleware, ServiceMetrics
-from churn.serving.routes import ops, predict
+from churn.serving.prediction_log import PredictionLog
+from churn.serving.routes import feedback, ops, predict
 from churn.serving.settings import ServingSettings
 
 log = logging.getLogger(__name__)
@@ -35,9 +40,19 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loaded = model or loader.load(settings)
         metrics.model.labels(loaded.version, loaded.sha256, loaded.card.estimator).set(1)
+        prediction_log = PredictionLog.open(settings, metrics)
+        if prediction_log is not None:
+            prediction_log.start()
+            app.state.prediction_log = prediction_log.predictions
+            app.state.feedback_log = prediction_log.feedback
         app.state.model = loaded
-        yield
-        app.state.model = None
+        try:
+            yield
+        finally:
+            app.state.model = app.state.prediction_log = app.state.feedback_log = None
+            if prediction_log is not None:
+                # Joins threads and may upload to S3: not on the event loop.
+                await asyncio.to_thread(prediction_log.close)
 
     app = FastAPI(
         title="Churn prediction",
@@ -52,8 +67,11 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.model = None
+    app.state.prediction_log = app.state.feedback_log = None
     protect = [Depends(require_api_key)] if settings.api_key is not None else []
     app.include_router(predict.router, dependencies=protect)
+    if settings.prediction_log_dir is not None:  # feedback goes to the log, or nowhere
+        app.include_router(feedback.router, dependencies=protect)
     app.include_router(ops.router)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_middleware(BodySizeLimitMiddleware, limit=settings.max_body_bytes)

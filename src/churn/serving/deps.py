@@ -19,20 +19,23 @@ from fastapi import Depends, HTTPException, Request, status
 
 from churn.serving.loader import LoadedModel
 from churn.serving.middleware import ServiceMetrics
+from churn.serving.recorder import Recorder
+from churn.serving.schemas import REQUEST_ID_PATTERN
 from churn.serving.settings import ServingSettings
 
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 API_KEY_HEADER = "x-api-key"
 
 
 @dataclass(frozen=True, slots=True)
 class Serving:
-    """What a prediction route needs: the model, metrics, settings and a request id."""
+    """What a prediction route needs: the model, metrics, settings, a request id, the log."""
 
     model: LoadedModel
     metrics: ServiceMetrics
     settings: ServingSettings
     request_id: str
+    prediction_log: Recorder | None  # None when the log is off
 
 
 def _loaded_model(request: Request) -> LoadedModel:
@@ -51,6 +54,7 @@ async def _serving(request: Request) -> Serving:
         metrics=state.metrics,
         settings=state.settings,
         request_id=given if given and REQUEST_ID.match(given) else uuid.uuid4().hex,
+        prediction_log=state.prediction_log,
     )
 
 
@@ -80,6 +84,14 @@ async def require_api_key(request: Request) -> None:
         )
 
 
+async def _feedback_log(request: Request) -> Recorder:
+    recorder: Recorder | None = request.app.state.feedback_log
+    if recorder is None:  # the route exists only with the log on: this is before start-up
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "feedback log not open")
+    return recorder
+
+
 ServingDep = Annotated[Serving, Depends(_serving)]
+FeedbackLogDep = Annotated[Recorder, Depends(_feedback_log)]
 ModelDep = Annotated[LoadedModel, Depends(_model)]
 MetricsDep = Annotated[ServiceMetrics, Depends(_metrics)]

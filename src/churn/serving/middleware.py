@@ -50,6 +50,44 @@ class ServiceMetrics:
             ["version", "sha256", "estimator"],
             registry=self.registry,
         )
+        # The prediction log (churn.serving.prediction_log), by stream:
+        # "predictions" or "feedback". Alert on dropped and upload errors.
+        self.log_records = Counter(
+            "churn_prediction_log_records_total",
+            "Records written (and fsync'd) to the prediction log.",
+            ["stream"],
+            registry=self.registry,
+        )
+        self.log_dropped = Counter(
+            "churn_prediction_log_dropped_total",
+            "Records not logged: the buffer was full, or the write failed.",
+            ["stream", "reason"],
+            registry=self.registry,
+        )
+        self.log_flush_errors = Counter(
+            "churn_prediction_log_flush_errors_total",
+            "Failed writes, rotations or closes of log files.",
+            ["stream"],
+            registry=self.registry,
+        )
+        self.log_upload_errors = Counter(
+            "churn_prediction_log_upload_errors_total",
+            "Failed uploads of complete log files to S3 (the file stays and is retried).",
+            ["stream"],
+            registry=self.registry,
+        )
+        self.log_waiting = Gauge(
+            "churn_prediction_log_buffered_records",
+            "Records waiting in memory to be written.",
+            ["stream"],
+            registry=self.registry,
+        )
+        self.feedback = Counter(
+            "churn_feedback_received_total",
+            "Outcomes accepted on /feedback, by whether the customer churned.",
+            ["churned"],
+            registry=self.registry,
+        )
 
 
 class MetricsMiddleware:

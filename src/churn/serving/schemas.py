@@ -9,15 +9,27 @@ guess.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from churn import contract
 
 API_NAMES = {column: contract.api_name(column) for column in contract.feature_names()}
 NUMERIC_FIELDS = tuple(contract.api_name(column) for column in contract.numeric_names())
 CATEGORICAL_FIELDS = tuple(contract.api_name(column) for column in contract.categorical_names())
+# A caller's X-Request-ID is kept when it matches; it ends up in logs and file lines.
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+MAX_CLOCK_SKEW = timedelta(minutes=5)
 
 
 class _CustomerRules(BaseModel):
@@ -97,6 +109,66 @@ class PredictionResponse(Prediction, _ModelStamp):
 
 class BatchResponse(_ModelStamp):
     predictions: list[Prediction]
+
+
+class Feedback(BaseModel):
+    """The true outcome for an earlier prediction, named by request id, customer id, or both."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {"request_id": "3f2a9c0d1b7e4e5f8a6b", "churned": True},
+                {
+                    "customer_id": "7590-VHVEG",
+                    "churned": False,
+                    "observed_at": "2026-10-31T00:00:00Z",
+                },
+            ]
+        },
+    )
+
+    request_id: str | None = Field(
+        default=None,
+        pattern=REQUEST_ID_PATTERN,
+        description="The request_id of the prediction's response. With a batch request, "
+        "give customer_id too.",
+    )
+    customer_id: str | None = Field(
+        default=None,
+        pattern=contract.ID_PATTERN,
+        description="The customer. Alone, it names their latest prediction before observed_at.",
+    )
+    churned: bool = Field(description="Whether the customer left.")
+    observed_at: AwareDatetime | None = Field(
+        default=None,
+        description="When the outcome was observed, ISO 8601 with a time zone "
+        "(default: when the feedback is received).",
+    )
+
+    @field_validator("observed_at")
+    @classmethod
+    def _not_in_the_future(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value > datetime.now(UTC) + MAX_CLOCK_SKEW:
+            raise ValueError("must not be in the future")
+        return value
+
+    @model_validator(mode="after")
+    def _names_a_prediction(self) -> Feedback:
+        if self.request_id is None and self.customer_id is None:
+            raise ValueError("give request_id or customer_id (or both)")
+        return self
+
+
+class FeedbackAccepted(BaseModel):
+    status: Literal["accepted"] = "accepted"
+    request_id: str | None
+    customer_id: str | None
+    churned: bool
+    observed_at: datetime
+    received_at: datetime
 
 
 class ModelInfo(BaseModel):

@@ -1,12 +1,19 @@
-"""Prediction routes: one customer, or a bounded batch."""
+"""Prediction routes: one customer, or a bounded batch.
+
+Each scored customer becomes one line of the prediction log (when it is
+on), handed to a background writer; see `churn.serving.recorder`.
+"""
 
 from __future__ import annotations
+
+import time
 
 from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 
 from churn.serving.deps import ServingDep
 from churn.serving.fastpath import json_body, parse_json
+from churn.serving.prediction_log import encode_predictions
 from churn.serving.schemas import (
     BatchRequest,
     BatchResponse,
@@ -39,6 +46,9 @@ async def predict(request: Request, serving: ServingDep) -> Response:
     model = serving.model
     score = float(model.model.predict(*model_inputs([customer]))[0])
     serving.metrics.scores.observe(score)
+    if serving.prediction_log is not None:
+        lines = encode_predictions(time.time(), serving.request_id, model, (customer,), (score,))
+        serving.prediction_log.add(lines)
     answer = PredictionResponse(
         request_id=serving.request_id,
         churn_probability=score,
@@ -60,12 +70,15 @@ async def predict_batch(batch: BatchRequest, serving: ServingDep) -> BatchRespon
             [{"loc": ("body", "customers"), "msg": problem, "type": "too_long"}]
         )
     model = serving.model
-    scores = model.model.predict(*model_inputs(batch.customers))
+    scores = model.model.predict(*model_inputs(batch.customers)).tolist()
     threshold = model.card.threshold
     predictions = []
-    for score in scores.tolist():
+    for score in scores:
         serving.metrics.scores.observe(score)
         predictions.append(Prediction(churn_probability=score, churn=score >= threshold))
+    if serving.prediction_log is not None:
+        lines = encode_predictions(time.time(), serving.request_id, model, batch.customers, scores)
+        serving.prediction_log.add(lines, records=len(scores))
     return BatchResponse(
         request_id=serving.request_id,
         predictions=predictions,

@@ -1,0 +1,187 @@
+"""The service's prediction and feedback log, built from the settings.
+
+Two `Recorder` streams write into ``CHURN_PREDICTION_LOG_DIR``:
+``predictions`` (one line per scored customer, from ``/predict`` and
+``/predict/batch``) and ``feedback`` (one line per ``POST /feedback``). With
+``CHURN_PREDICTION_LOG_S3_URI``, complete files are then shipped to S3. The
+record formats are `churn.predlog.PredictionRecord` and `FeedbackRecord`.
+
+The routes encode their records (`encode_predictions`, `encode_feedback`)
+and hand the bytes to the recorder; `churn.serving.recorder` says why the
+encoding is not deferred to the background thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic_core import to_json
+
+from churn import contract
+from churn.errors import PredictionLogError
+from churn.predlog import FEEDBACK, PREDICTIONS, FeedbackRecord
+from churn.serving.recorder import Recorder, RecorderMetrics
+from churn.serving.sinks import FileSink, S3Shipper, recover_open_files, s3_client
+
+if TYPE_CHECKING:
+    from churn.serving.loader import LoadedModel
+    from churn.serving.middleware import ServiceMetrics
+    from churn.serving.schemas import Customer
+    from churn.serving.settings import ServingSettings
+
+log = logging.getLogger(__name__)
+CUSTOMER_ID = contract.api_name(contract.ID_COLUMN)
+
+
+def encode_predictions(
+    scored_at: float,
+    request_id: str,
+    model: LoadedModel,
+    customers: Sequence[Customer],
+    scores: Sequence[float],
+) -> bytes:
+    """One JSON line per scored customer (``scored_at``: `time.time()`).
+
+    Built as plain dicts and serialised by pydantic-core in one call: ~5 µs
+    a record, against ~20 µs through ``PredictionRecord`` (construct, then
+    ``model_dump_json``). The tests read the lines back as `PredictionRecord`,
+    so the two cannot drift apart.
+    """
+    threshold = model.card.threshold
+    when = datetime.fromtimestamp(scored_at, UTC)
+    lines = []
+    for customer, score in zip(customers, scores, strict=True):
+        # The validated values themselves (a frozen, strict model holds plain
+        # str/int/float): a copy of __dict__ is over 10x cheaper than model_dump().
+        features = dict(customer.__dict__)
+        customer_id = features.pop(CUSTOMER_ID)
+        lines.append(
+            to_json(
+                {
+                    "time": when,
+                    "request_id": request_id,
+                    "customer_id": customer_id,
+                    "model_version": model.version,
+                    "model_sha256": model.sha256,
+                    "threshold": threshold,
+                    "churn_probability": score,
+                    "churn": score >= threshold,
+                    "features": features,
+                }
+            )
+        )
+    lines.append(b"")
+    return b"\n".join(lines)
+
+
+def encode_feedback(record: FeedbackRecord) -> bytes:
+    return record.model_dump_json().encode() + b"\n"
+
+
+@dataclass(frozen=True)
+class PredictionLog:
+    """Both streams, and their S3 shippers when configured. `open` it, `start`, `close`."""
+
+    directory: Path
+    predictions: Recorder
+    feedback: Recorder
+    shippers: tuple[S3Shipper, ...]
+
+    @classmethod
+    def open(cls, settings: ServingSettings, metrics: ServiceMetrics) -> PredictionLog | None:
+        """The log the settings ask for (None when off); threads are not started yet.
+
+        Checks the directory is writable, imports boto3 if S3 is configured,
+        and recovers files left open by a process that died.
+        """
+        directory = settings.prediction_log_dir
+        if directory is None:
+            return None
+        check(settings)
+        predictions, predictions_s3 = _stream(settings, metrics, PREDICTIONS)
+        feedback, feedback_s3 = _stream(settings, metrics, FEEDBACK)
+        shippers = tuple(s for s in (predictions_s3, feedback_s3) if s is not None)
+        return cls(directory, predictions, feedback, shippers)
+
+    def start(self) -> None:
+        for shipper in self.shippers:
+            shipper.start()
+            shipper.notify()  # ship what earlier runs left complete
+        self.predictions.start()
+        self.feedback.start()
+        log.info("prediction log: writing to %s", self.directory)
+
+    def close(self) -> None:
+        """Write what is waiting, close the files, ship them (bounded in time)."""
+        self.predictions.close()
+        self.feedback.close()
+        for shipper in self.shippers:
+            shipper.close()
+
+
+def _stream(
+    settings: ServingSettings, metrics: ServiceMetrics, stream: str
+) -> tuple[Recorder, S3Shipper | None]:
+    directory = settings.prediction_log_dir
+    assert directory is not None
+    if recovered := recover_open_files(directory, stream):
+        log.warning(
+            "prediction log: closed %d file(s) a stopped process left open: %s",
+            len(recovered),
+            ", ".join(p.name for p in recovered),
+        )
+    shipper = None
+    if settings.prediction_log_s3_uri is not None:
+        shipper = S3Shipper(
+            settings.prediction_log_s3_uri,
+            directory,
+            stream,
+            metrics.log_upload_errors.labels(stream),
+        )
+    sink = FileSink(
+        directory,
+        stream,
+        rotate_bytes=settings.prediction_log_rotate_bytes,
+        rotate_s=settings.prediction_log_rotate_s,
+        compress=settings.prediction_log_gzip,
+        on_complete=shipper.notify if shipper is not None else None,
+    )
+    recorder = Recorder(
+        stream,
+        sink,
+        RecorderMetrics(
+            written=metrics.log_records.labels(stream),
+            dropped_full=metrics.log_dropped.labels(stream, "buffer_full"),
+            dropped_failed=metrics.log_dropped.labels(stream, "write_failed"),
+            flush_errors=metrics.log_flush_errors.labels(stream),
+        ),
+        capacity=settings.prediction_log_buffer,
+        batch=settings.prediction_log_batch,
+        flush_s=settings.prediction_log_flush_s,
+    )
+    metrics.log_waiting.labels(stream).set_function(lambda: recorder.waiting)
+    return recorder, shipper
+
+
+def check(settings: ServingSettings) -> None:
+    """Fail now, with one line, if the log cannot be written: before the port is bound."""
+    directory = settings.prediction_log_dir
+    if directory is None:
+        return
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise PredictionLogError(
+            f"CHURN_PREDICTION_LOG_DIR={directory}: cannot write there ({exc.strerror})"
+        ) from None
+    if settings.prediction_log_s3_uri is not None:
+        s3_client()
