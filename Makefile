@@ -18,7 +18,7 @@ export GX_ANALYTICS_ENABLED := false
 
 .PHONY: help
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -72,13 +72,21 @@ retrain: install ## Re-run the pipeline (RETRAIN_FORCE=1: every stage), gate and
 	churn report --baseline HEAD --out reports/retrain.md
 
 .PHONY: lint
-lint: install ## Check style, formatting, types and the Dockerfile
+lint: install ## Check style, formatting, types, the Dockerfile, workflows and the compose stack
 	ruff check .
 	ruff format --check .
 	mypy
 	hadolint Dockerfile
 	actionlint
 	zizmor --offline .github/workflows
+	$(MAKE) --no-print-directory compose-check
+
+# The local stack (compose.yaml, deploy/prometheus, deploy/grafana; docs/stack.md),
+# checked without a container engine: docker-compose, yamllint and promtool
+# come from Debian's packages the first time.
+.PHONY: compose-check
+compose-check: install ## Validate compose.yaml, the Prometheus rules and the Grafana dashboard
+	containers/compose-check.sh
 
 .PHONY: format
 format: install ## Format the code and fix what ruff can fix
@@ -94,14 +102,77 @@ bench-serving: install ## Serve the model with mlflow and churn serve, load both
 	command -v wrk || (apt-get update && apt-get install -y wrk)
 	python bench/serving.py --out bench/results/serving.json
 
+.PHONY: bench-prediction-log
+bench-prediction-log: install ## Load churn serve with the prediction log off and on (wrk), and time its steps
+	command -v wrk || (apt-get update && apt-get install -y wrk)
+	python bench/prediction_log.py --out bench/results/prediction_log.json
+
+.PHONY: bench-drift
+bench-drift: install ## False-alarm and detection rates of churn drift on the real data
+	python bench/drift.py --out bench/results
+
 .PHONY: loadtest
 loadtest: install ## Load-test the API on 127.0.0.1 with locust; fail on the SLO in params.yaml
 	python loadtest/run.py
+
+# make drift CURRENT=recent.csv [REFERENCE=...]: the reference defaults to
+# the training split (dvc repro or dvc pull makes it).
+REFERENCE ?= data/prepared/train.csv
+
+.PHONY: drift
+drift: install ## Compare CURRENT=file.csv with the training data; exit 1 on drift (docs/monitoring.md)
+	$(if $(CURRENT),,$(error usage: make drift CURRENT=path/to/recent.csv [REFERENCE=$(REFERENCE)]))
+	churn drift --reference $(REFERENCE) --current $(CURRENT) --report reports/drift.html --json reports/drift.json
 
 .PHONY: clean
 clean: ## Remove the environments and caches (keeps data, models, MLflow runs)
 	rm -rf $(VENV) .uv .mypy_cache .ruff_cache .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# DVC remote on S3 or any S3-compatible store (docs/remotes.md). The default
+# remote stays local; `make s3-remote` switches to s3://S3_BUCKET/S3_PREFIX at
+# S3_ENDPOINT_URL (set it empty for AWS S3 itself). Credentials are never
+# written here: export AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or use
+# `dvc remote modify --local` (.dvc/config.local, ignored by Git).
+# `make s3-server` + `make s3-bucket` give a throwaway local store (moto).
+# DVC_CONFIG_LEVEL=local writes .dvc/config.local instead of .dvc/config.
+S3_PORT ?= 9000
+S3_ENDPOINT_URL ?= http://127.0.0.1:$(S3_PORT)
+S3_BUCKET ?= churn
+S3_PREFIX ?= dvc
+DVC_REMOTE ?= s3
+DVC_CONFIG_LEVEL ?= project
+
+.PHONY: s3-remote
+s3-remote: ## Make s3://S3_BUCKET/S3_PREFIX (at S3_ENDPOINT_URL) the default DVC remote
+	dvc remote add --$(DVC_CONFIG_LEVEL) --force --default $(DVC_REMOTE) s3://$(S3_BUCKET)/$(S3_PREFIX)
+	$(if $(S3_ENDPOINT_URL),dvc remote modify --$(DVC_CONFIG_LEVEL) $(DVC_REMOTE) endpointurl $(S3_ENDPOINT_URL))
+	dvc remote modify --$(DVC_CONFIG_LEVEL) $(DVC_REMOTE) connect_timeout 5
+	dvc remote modify --$(DVC_CONFIG_LEVEL) $(DVC_REMOTE) read_timeout 15
+
+.PHONY: s3-server
+s3-server: install ## Run a throwaway S3-compatible server (moto, in memory) on 127.0.0.1:S3_PORT
+	moto_server -H 127.0.0.1 -p $(S3_PORT)
+
+.PHONY: s3-bucket
+s3-bucket: ## Create S3_BUCKET on the local server of `make s3-server`
+	curl --fail --silent --show-error --request PUT $(S3_ENDPOINT_URL)/$(S3_BUCKET)
+
+# MLflow tracking server (docs/mlflow.md): runs and the model registry in a
+# SQLite file, artifacts in MLFLOW_ARTIFACTS on S3, proxied by the server (so
+# clients need no S3 credentials; the server reads AWS_* from its environment).
+# MLflow does not create the bucket: `make s3-bucket` does, for the local one.
+# Then: export MLFLOW_TRACKING_URI=http://127.0.0.1:$(MLFLOW_PORT) and `make repro`.
+MLFLOW_PORT ?= 5000
+MLFLOW_BACKEND_STORE ?= sqlite:///mlflow-server.db
+MLFLOW_ARTIFACTS ?= s3://$(S3_BUCKET)/mlflow
+
+.PHONY: mlflow-server
+mlflow-server: install ## Run an MLflow server on 127.0.0.1:MLFLOW_PORT (SQLite, artifacts on S3)
+	$(if $(S3_ENDPOINT_URL),MLFLOW_S3_ENDPOINT_URL=$(S3_ENDPOINT_URL)) \
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false \
+	mlflow server --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1 \
+		--backend-store-uri $(MLFLOW_BACKEND_STORE) --artifacts-destination $(MLFLOW_ARTIFACTS)
 
 # Containers, with podman (installed with apt-get when missing). Where no
 # registry is reachable, the base image is a local stand-in for

@@ -24,6 +24,7 @@ import typer
 from churn.errors import (
     DataError,
     ModelError,
+    PredictionLogError,
     ServiceError,
     TrackingError,
     ValidationFailedError,
@@ -61,7 +62,7 @@ def _errors_as_exit_codes() -> Iterator[None]:
     """Turn the package's expected errors into one line and an exit code."""
     try:
         yield
-    except (DataError, ParamsError, ModelError, TrackingError) as exc:
+    except (DataError, ParamsError, ModelError, TrackingError, PredictionLogError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
     except (ValidationFailedError, ServiceError) as exc:
@@ -112,6 +113,40 @@ def validate(
 
 
 @app.command()
+def drift(
+    reference: Annotated[
+        Path,
+        typer.Option(help="CSV the model learned from (raw or prepared format).", dir_okay=False),
+    ],
+    current: Annotated[
+        Path,
+        typer.Option(help="CSV of recent customers; id and label may be absent.", dir_okay=False),
+    ],
+    report: Annotated[
+        Path | None, typer.Option(help="Write a self-contained HTML report here.", dir_okay=False)
+    ] = None,
+    json_out: Annotated[
+        Path | None,
+        typer.Option("--json", help="Write the results as JSON here.", dir_okay=False),
+    ] = None,
+    params_file: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Compare each feature's distribution in two CSVs (exit 0 no drift, 1 drift, 2 bad input).
+
+    Rules and thresholds come from params.yaml's `drift` section; see docs/monitoring.md.
+    """
+    from churn import drift as stage
+
+    with _errors_as_exit_codes():
+        result = stage.main(
+            reference, current, load_params(params_file).drift, report=report, json_out=json_out
+        )
+    typer.echo(result.render())
+    if result.drift:
+        raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+@app.command()
 def train(
     train_csv: Annotated[Path, typer.Option("--train", help="Training split CSV.", dir_okay=False)],
     validation_report: Annotated[
@@ -119,15 +154,29 @@ def train(
     ],
     model_dir: Annotated[Path, typer.Option(help="Directory for the model and its card.")],
     params_file: ParamsOption = Path("params.yaml"),
+    dvc_lock: Annotated[
+        Path, typer.Option(help="DVC lock file whose SHA-256 is tagged on the run.")
+    ] = Path("dvc.lock"),
 ) -> None:
-    """Fit the pipeline, save it with its card, log and register it in MLflow."""
+    """Fit the pipeline, save it with its card, log and register it in MLflow.
+
+    The new version gets the `challenger` alias and lineage tags (git commit,
+    dvc.lock hash, the training data's DVC hash). MLFLOW_TRACKING_URI selects
+    the store; CHURN_TRACKING_FALLBACK=local allows the local store when the
+    server is unreachable.
+    """
+    from churn import tracking
     from churn import train as stage
-    from churn.tracking import TrackingSettings
 
     with _errors_as_exit_codes():
         params = load_params(params_file).train
         stage.main(
-            train_csv, validation_report, model_dir, params=params, settings=TrackingSettings()
+            train_csv,
+            validation_report,
+            model_dir,
+            params=params,
+            settings=tracking.load_settings(),
+            dvc_lock=dvc_lock,
         )
 
 
@@ -250,6 +299,65 @@ def report(
 
 
 @app.command()
+def promote(
+    version: Annotated[
+        int | None, typer.Option(help="Version to promote (default: the challenger).", min=1)
+    ] = None,
+    run_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Promote the version this file records (models/mlflow_run.json): "
+            "the model this checkout built.",
+            dir_okay=False,
+        ),
+    ] = None,
+    params_file: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Move the registry's `champion` alias to the challenger if it passes the gate.
+
+    The candidate's held-out metrics must meet params.yaml's gate: its limits,
+    and no regression beyond max_regression against the current champion (the
+    limits alone for a first champion). Exit 1 when refused, with the numbers;
+    nothing to promote (no challenger) is not an error. See docs/mlflow.md.
+    """
+    from churn import registry, tracking
+    from churn.artifacts import RunRecord
+
+    if version is not None and run_file is not None:
+        typer.echo("error: give --version or --run-file, not both", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    with _errors_as_exit_codes():
+        gates = load_params(params_file).gate
+        promotion = registry.promote(
+            tracking.load_settings(),
+            gates,
+            version=None if version is None else str(version),
+            record=None if run_file is None else RunRecord.read(run_file),
+        )
+    if promotion is None:
+        typer.echo("nothing to promote: no version has the challenger alias")
+        return
+    typer.echo(promotion.render())
+    if not promotion.passed:
+        raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+@app.command()
+def rollback() -> None:
+    """Move the registry's `champion` alias back to the version it replaced.
+
+    Repeated rollbacks walk further back through the champions, in the order
+    they served. Not to be confused with `make rollback`, which switches the
+    deployed traffic slot. See docs/mlflow.md.
+    """
+    from churn import registry, tracking
+
+    with _errors_as_exit_codes():
+        result = registry.rollback(tracking.load_settings())
+    typer.echo(result.render())
+
+
+@app.command()
 def smoke(
     url: Annotated[
         str, typer.Argument(help="Base URL of the service, e.g. http://127.0.0.1:8000.")
@@ -286,6 +394,41 @@ def smoke(
 
 
 @app.command()
+def performance(
+    log_dir: Annotated[
+        Path, typer.Option(help="The prediction log's directory (CHURN_PREDICTION_LOG_DIR).")
+    ],
+    card: Annotated[
+        Path, typer.Option(help="Card of the model to judge: only its predictions count.")
+    ] = Path("models/model_card.json"),
+    metrics: Annotated[
+        Path, typer.Option(help="The model's test metrics (the baseline).", dir_okay=False)
+    ] = Path("metrics.json"),
+    json_out: Annotated[
+        Path | None,
+        typer.Option("--json", help="Write the figures as JSON here.", dir_okay=False),
+    ] = None,
+    params_file: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Score logged predictions against reported outcomes (exit 0 ok, 1 decayed, 2 bad input).
+
+    Predictions are joined with POST /feedback outcomes; ROC AUC, precision
+    and recall per window are compared with metrics.json, with the allowed
+    drops in params.yaml's `monitoring` section. See docs/monitoring.md.
+    """
+    from churn import performance as stage
+
+    with _errors_as_exit_codes():
+        result = stage.main(log_dir, card, metrics, load_params(params_file).monitoring)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(result.to_json())
+    typer.echo(result.render())
+    if result.decayed:
+        raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+@app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
@@ -297,13 +440,14 @@ def serve(
     """Serve predictions over HTTP (FastAPI under uvicorn, one process).
 
     The model is loaded and self-checked before the port is bound: a missing,
-    corrupt or mismatched model exits with one line and code 2. Settings come
-    from CHURN_* environment variables (see churn.serving.settings).
+    corrupt or mismatched model (or an unwritable prediction log) exits with
+    one line and code 2. Settings come from CHURN_* environment variables
+    (see churn.serving.settings).
     """
     import uvicorn
     from pydantic import ValidationError
 
-    from churn.serving import loader
+    from churn.serving import loader, prediction_log
     from churn.serving.app import create_app
     from churn.serving.settings import ServingSettings
 
@@ -312,10 +456,13 @@ def serve(
         if model_dir is not None:
             settings = settings.model_copy(update={"model_dir": model_dir})
     except ValidationError as exc:
-        problems = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(
+            f"{e['loc'][0]}: {e['msg']}" if e["loc"] else e["msg"] for e in exc.errors()
+        )
         typer.echo(f"error: invalid settings: {problems}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
     with _errors_as_exit_codes():
+        prediction_log.check(settings)
         model = loader.load(settings)
     uvicorn.run(
         create_app(settings, model),

@@ -17,9 +17,17 @@ class TrackingError(Exception):
     """The MLflow tracking store cannot be reached or refused a request."""
 
 
+class RegistryError(TrackingError):
+    """A registry operation cannot be done: no such model, version or alias, no history."""
+
+
 class ValidationFailedError(Exception):
     """The data a stage would train on did not pass validation."""
 
 
 class ServiceError(Exception):
     """A running prediction service failed a check (not ready, wrong model, bad answer)."""
+
+
+class PredictionLogError(Exception):
+    """The prediction log cannot be written (directory, S3 support) or read (corrupt line)."""

@@ -74,12 +74,46 @@ class LoadtestParams(_Frozen):
     max_error_rate: float = Field(ge=0, le=1)
 
 
+class DriftParams(_Frozen):
+    """`churn drift`: when a feature, and the data as a whole, count as drifted.
+
+    A feature drifts when its population stability index reaches
+    ``psi_threshold`` (the size of the change) *and* the chi-square test on the
+    same bins rejects "same distribution" at ``alpha`` split over the features
+    (the change is not sampling noise). See docs/monitoring.md.
+    """
+
+    psi_threshold: float = Field(gt=0)
+    alpha: float = Field(gt=0, lt=1)
+    numeric_bins: int = Field(ge=2, le=100)
+    min_drifted_features: int = Field(ge=1)
+
+
+class MonitoringParams(_Frozen):
+    """`churn performance`: when the served model counts as decayed.
+
+    Outcomes reported on ``POST /feedback`` are joined with the logged
+    predictions; per ``window_days`` of prediction time, ROC AUC, precision
+    and recall are compared with the model's test metrics (``metrics.json``).
+    A window with fewer than ``min_labelled`` outcomes gives no verdict.
+    See docs/monitoring.md.
+    """
+
+    window_days: int = Field(ge=1, le=366)
+    min_labelled: int = Field(ge=1)
+    max_roc_auc_drop: float = Field(ge=0, le=1)
+    max_precision_drop: float = Field(ge=0, le=1)
+    max_recall_drop: float = Field(ge=0, le=1)
+
+
 class Params(_Frozen):
     prepare: PrepareParams
     train: TrainParams
     evaluate: EvaluateParams
     gate: dict[str, MetricGate]
     loadtest: LoadtestParams
+    drift: DriftParams
+    monitoring: MonitoringParams
 
 
 class ParamsError(Exception):
