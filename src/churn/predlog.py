@@ -40,6 +40,17 @@ _READ_CHUNK = 1 << 20
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9.-]+")
 
 
+class ShadowScore(BaseModel):
+    """The challenger's score for the same customer in shadow mode (not returned)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_version: str
+    model_sha256: str
+    churn_probability: float
+    churn: bool
+
+
 class PredictionRecord(BaseModel):
     """One scored customer: a line of the ``predictions`` stream."""
 
@@ -54,6 +65,10 @@ class PredictionRecord(BaseModel):
     churn_probability: float
     churn: bool  # the decision returned: churn_probability >= threshold
     features: dict[str, str | int | float]  # as validated, in the API's snake_case names
+    # Which model answered: "champion", or "challenger" for the customers an
+    # A/B test sends to it (churn.abtest). Older records have no field.
+    variant: str = "champion"
+    shadow: ShadowScore | None = None  # the challenger's score, in shadow mode
 
 
 class FeedbackRecord(BaseModel):
