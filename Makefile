@@ -63,13 +63,24 @@ ci: install ## The pull-request path locally: tests, pipeline, load test, report
 	churn report --baseline $(BASELINE) --out reports/pr.md
 	churn gate --baseline $(BASELINE)
 
+# LOG_DIR: the service's prediction log, a directory or s3://bucket/prefix
+# (CHURN_PREDICTION_LOG_DIR / CHURN_PREDICTION_LOG_S3_URI).
+LOG_DIR ?=
 RETRAIN_FORCE ?=
 
+.PHONY: monitor
+monitor: install ## Is retraining due? Drift and decay in LOG_DIR (exit 1: yes; docs/monitoring.md)
+	$(if $(LOG_DIR),,$(error usage: make monitor LOG_DIR=path/or/s3://bucket/prefix))
+	churn monitor --log-dir $(LOG_DIR) --json reports/monitor.json
+
 .PHONY: retrain
-retrain: install ## Re-run the pipeline (RETRAIN_FORCE=1: every stage), gate and report against HEAD
-	dvc repro $(if $(RETRAIN_FORCE),--force,)
-	churn gate --baseline HEAD
-	churn report --baseline HEAD --out reports/retrain.md
+retrain: install ## Retrain if LOG_DIR says it is due (or RETRAIN_FORCE=1), gate and report vs HEAD
+	LOG_DIR="$(LOG_DIR)" FORCE="$(RETRAIN_FORCE)" scripts/retrain.sh
+
+.PHONY: ab-report
+ab-report: install ## Decide the A/B test (and shadow comparison) from LOG_DIR
+	$(if $(LOG_DIR),,$(error usage: make ab-report LOG_DIR=path/or/s3://bucket/prefix))
+	churn ab-report --log-dir $(LOG_DIR)
 
 .PHONY: lint
 lint: install ## Check style, formatting, types, the Dockerfile, workflows and the compose stack

@@ -13,7 +13,7 @@ outputs=(dvc.lock metrics.json plots reports/validation.json)
 base=${BASE:-$(git branch --show-current)}
 
 if [[ -z $(git status --porcelain -- "${outputs[@]}") ]]; then
-    echo "retraining changed nothing (${outputs[*]}): no pull request"
+    echo "retraining changed nothing (${outputs[*]}): no pull request. A retraining that is due needs new data: the pipeline's inputs are unchanged (docs/monitoring.md)"
     exit 0
 fi
 

@@ -151,3 +151,106 @@ def decide(
         verdict, champion, challenger, required, difference, z, p_value, confidence,
         difference - half_width, difference + half_width,
     )  # fmt: skip
+
+
+# -- from the prediction log ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShadowComparison:
+    """Champion and shadow challenger on the same labelled customers (paired).
+
+    McNemar's test on the discordant pairs: customers one model got right
+    and the other wrong. Customers both got right or both got wrong say
+    nothing about which is better.
+    """
+
+    pairs: int
+    champion_right: int
+    challenger_right: int
+    only_champion_right: int
+    only_challenger_right: int
+    p_value: float
+
+    def render(self) -> str:
+        if not self.pairs:
+            return "shadow: no labelled predictions with a shadow score"
+        return (
+            f"shadow: {self.pairs} labelled customers scored by both; right: champion "
+            f"{self.champion_right / self.pairs:.4f}, challenger "
+            f"{self.challenger_right / self.pairs:.4f}; discordant {self.only_champion_right} "
+            f"(champion only) vs {self.only_challenger_right} (challenger only), "
+            f"McNemar p {self.p_value:.4g}"
+        )
+
+
+def mcnemar_p(only_a: int, only_b: int) -> float:
+    """Two-sided p-value of McNemar's test with continuity correction (chi-square, 1 dof)."""
+    discordant = only_a + only_b
+    if discordant == 0:
+        return 1.0
+    statistic = max(abs(only_a - only_b) - 1, 0) ** 2 / discordant
+    return 2 * (1 - NormalDist().cdf(math.sqrt(statistic)))
+
+
+@dataclass(frozen=True)
+class AbReport:
+    decision: Decision
+    shadow: ShadowComparison
+    unlabelled: int
+
+    def render(self) -> str:
+        return "\n".join(
+            [
+                "A/B test: share of right decisions per variant "
+                "(labelled predictions from the log joined with POST /feedback)",
+                self.decision.render(),
+                self.shadow.render(),
+                f"predictions without a reported outcome yet: {self.unlabelled}",
+            ]
+        )
+
+
+def report(
+    labelled: list[tuple[str, bool, bool, bool | None]],
+    unlabelled: int,
+    *,
+    confidence: float,
+    power: float,
+    min_effect: float,
+) -> AbReport:
+    """The A/B decision and the shadow comparison from labelled predictions.
+
+    Each item: (variant that answered, its decision, the outcome, the shadow
+    challenger's decision or None).
+    """
+    trials = {CHAMPION: 0, CHALLENGER: 0}
+    right = {CHAMPION: 0, CHALLENGER: 0}
+    pairs = champion_right = challenger_right = only_champion = only_challenger = 0
+    for variant, said, outcome, shadow_said in labelled:
+        if variant in trials:
+            trials[variant] += 1
+            right[variant] += said == outcome
+        if shadow_said is not None and variant == CHAMPION:
+            pairs += 1
+            a, b = said == outcome, shadow_said == outcome
+            champion_right += a
+            challenger_right += b
+            only_champion += a and not b
+            only_challenger += b and not a
+    verdict = decide(
+        Arm(CHAMPION, right[CHAMPION], trials[CHAMPION]),
+        Arm(CHALLENGER, right[CHALLENGER], trials[CHALLENGER]),
+        confidence=confidence,
+        power=power,
+        min_effect=min_effect,
+    )
+    paired = ShadowComparison(
+        pairs,
+        champion_right,
+        challenger_right,
+        only_champion,
+        only_challenger,
+        mcnemar_p(only_champion, only_challenger),
+    )
+    return AbReport(verdict, paired, unlabelled)

@@ -357,6 +357,87 @@ def rollback() -> None:
     typer.echo(result.render())
 
 
+LogLocationOption = Annotated[
+    str,
+    typer.Option(
+        "--log-dir",
+        help="The prediction log: its directory, or the s3://bucket/prefix it is shipped to.",
+    ),
+]
+
+
+@app.command()
+def monitor(
+    log_dir: LogLocationOption,
+    *,
+    reference: Annotated[
+        Path, typer.Option(help="The training split the drift is measured against.", dir_okay=False)
+    ] = Path("data/prepared/train.csv"),
+    card: Annotated[Path, typer.Option(help="Card of the served model.", dir_okay=False)] = Path(
+        "models/model_card.json"
+    ),
+    metrics: Annotated[
+        Path, typer.Option(help="The model's test metrics (the baseline).", dir_okay=False)
+    ] = Path("metrics.json"),
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the results as JSON here.", dir_okay=False)
+    ] = None,
+    params_file: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Is retraining due? Drift of logged traffic, decay on reported outcomes (exit 1: yes).
+
+    The retraining trigger: `make retrain LOG_DIR=...` and the retrain workflow
+    retrain only when this exits 1. Rules: params.yaml's `drift` and
+    `monitoring` sections; see docs/monitoring.md.
+    """
+    from churn import monitor as stage
+
+    with _errors_as_exit_codes(), stage.local_log(log_dir) as directory:
+        result = stage.main(
+            directory, reference, card, metrics, load_params(params_file), json_out=json_out
+        )
+    typer.echo(result.render())
+    if result.retrain:
+        raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+@app.command("ab-report")
+def ab_report(log_dir: LogLocationOption, params_file: ParamsOption = Path("params.yaml")) -> None:
+    """Decide an A/B test (and compare a shadow challenger) from the prediction log.
+
+    Prints each variant's share of right decisions and the verdict: "no
+    decision yet" until both variants have the sample params.yaml's `ab_test`
+    asks for, then the two-proportion z-test's answer. Always exit 0 (a
+    verdict is information, not a failure); 2 on a bad log.
+    """
+    from churn import abtest
+    from churn.monitor import local_log
+    from churn.predlog import ReadStats, join, read_feedback, read_predictions
+
+    with _errors_as_exit_codes(), local_log(log_dir) as directory:
+        settings = load_params(params_file).ab_test
+        stats = ReadStats()
+        predictions = read_predictions(directory, stats)
+        joined = join(predictions, read_feedback(directory, stats))
+    labelled = [
+        (
+            item.prediction.variant,
+            item.prediction.churn,
+            item.churned,
+            None if item.prediction.shadow is None else item.prediction.shadow.churn,
+        )
+        for item in joined.labelled
+    ]
+    result = abtest.report(
+        labelled,
+        len(predictions) - len(labelled),
+        confidence=settings.confidence,
+        power=settings.power,
+        min_effect=settings.min_effect,
+    )
+    typer.echo(result.render())
+
+
 @app.command()
 def smoke(
     url: Annotated[

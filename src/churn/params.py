@@ -106,6 +106,20 @@ class MonitoringParams(_Frozen):
     max_recall_drop: float = Field(ge=0, le=1)
 
 
+class ABTestParams(_Frozen):
+    """`churn ab-report`: when an A/B test between champion and challenger is decided.
+
+    The outcome is the share of right decisions per variant; the decision is
+    a two-sided two-proportion z-test at ``confidence``, taken only once both
+    variants have the labelled predictions that ``power`` needs to detect
+    ``min_effect`` (an absolute difference in that share). See churn.abtest.
+    """
+
+    confidence: float = Field(gt=0.5, lt=1)
+    power: float = Field(gt=0.5, lt=1)
+    min_effect: float = Field(gt=0, lt=0.5)
+
+
 class Params(_Frozen):
     prepare: PrepareParams
     train: TrainParams
@@ -114,6 +128,7 @@ class Params(_Frozen):
     loadtest: LoadtestParams
     drift: DriftParams
     monitoring: MonitoringParams
+    ab_test: ABTestParams
 
 
 class ParamsError(Exception):

@@ -120,3 +120,33 @@ def test_the_interval_brackets_the_difference() -> None:
 def test_impossible_counts_are_refused() -> None:
     with pytest.raises(ValueError, match="11 successes out of 10"):
         Arm(CHAMPION, 11, 10)
+
+
+def test_report_counts_variants_and_pairs_shadow_scores() -> None:
+    from churn.abtest import report
+
+    labelled = [
+        # (variant that answered, its decision, outcome, shadow decision)
+        (CHAMPION, True, True, True),  # both right
+        (CHAMPION, True, False, False),  # only the shadow right
+        (CHAMPION, False, False, True),  # only the champion right
+        (CHAMPION, False, True, True),  # only the shadow right
+        (CHALLENGER, True, True, None),
+    ]
+    result = report(labelled, 7, confidence=CONFIDENCE, power=POWER, min_effect=MIN_EFFECT)
+    assert (result.decision.champion.trials, result.decision.champion.successes) == (4, 2)
+    assert (result.decision.challenger.trials, result.decision.challenger.successes) == (1, 1)
+    assert result.decision.verdict is Verdict.NO_DECISION_YET
+    shadow = result.shadow
+    assert (shadow.pairs, shadow.champion_right, shadow.challenger_right) == (4, 2, 3)
+    assert (shadow.only_champion_right, shadow.only_challenger_right) == (1, 2)
+    assert "without a reported outcome yet: 7" in result.render()
+
+
+def test_mcnemar_reacts_to_lopsided_disagreement_only() -> None:
+    from churn.abtest import mcnemar_p
+
+    assert mcnemar_p(0, 0) == 1.0
+    assert mcnemar_p(50, 50) == 1.0
+    assert mcnemar_p(30, 70) < 0.001  # 100 disagreements, 70 of them won by one model
+    assert 0.05 < mcnemar_p(45, 55) < 0.5
