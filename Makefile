@@ -206,7 +206,7 @@ container-push: ## Push CONTAINER_IMAGE (a registry name) and EXTRA_TAGS (e.g. l
 	$(CONTAINER_ENV) EXTRA_TAGS="$(EXTRA_TAGS)" containers/push.sh
 
 # Blue/green deploys (deploy/deploy.sh; DEPLOY_TARGET selects deploy/targets/*.sh,
-# podman + nginx on this host by default). See docs/deploy.md.
+# podman + HAProxy on this host by default). See docs/deploy.md.
 .PHONY: deploy
 deploy: install ## Deploy CONTAINER_IMAGE blue/green: new slot, smoke test, switch, check
 	deploy/deploy.sh deploy $(CONTAINER_IMAGE)

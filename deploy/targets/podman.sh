@@ -1,20 +1,27 @@
 # shellcheck shell=bash
-# Deploy target "podman": one host, two containers and nginx in front.
+# Deploy target "podman": one host, two containers and HAProxy in front.
 #
-#   clients ──▶ nginx  $DEPLOY_BIND:$DEPLOY_PORT ──▶ churn-blue   $DEPLOY_BIND:$BLUE_PORT
-#                                                └─▶ churn-green  $DEPLOY_BIND:$GREEN_PORT
+#   clients ──▶ HAProxy $DEPLOY_BIND:$DEPLOY_PORT ──▶ churn-blue   $DEPLOY_BIND:$BLUE_PORT
+#                                                 └─▶ churn-green  $DEPLOY_BIND:$GREEN_PORT
 #
-# nginx proxies to the live slot only. A switch rewrites the one-line
-# upstream file and reloads nginx: the master starts workers with the new
-# upstream and lets the old ones finish the requests they hold, so no request
-# in flight fails. The idle slot keeps running: a rollback is a switch back.
+# HAProxy knows both slots and sends each request to the one in the "ready"
+# state; the other is in "maint". A switch changes the two states through
+# HAProxy's runtime API (its admin socket): no reload, no restart, no client
+# connection closed. Requests in flight finish on the slot they started on;
+# the next request, even on the same keep-alive connection, goes to the new
+# slot. (A proxy that switches by reloading its configuration, nginx for
+# one, closes idle keep-alive connections as its old workers exit, and a
+# client that sends a request at that moment gets a reset: the deploy test
+# under load caught exactly that.) The idle slot keeps running: a rollback is
+# a switch back.
 #
-# Sourced by deploy/deploy.sh (which provides say, die, podman, RUN_LIMITS and
-# ensure_tools from containers/common.sh). Environment:
-#   DEPLOY_STATE_DIR   nginx's configuration, pid and logs                (~/.local/state/churn-deploy)
+# Sourced by deploy/deploy.sh (which provides say, die, podman, RUN_LIMITS,
+# ensure_tools and registry_login from containers/common.sh). Environment:
+#   DEPLOY_STATE_DIR   HAProxy's configuration, socket and pid; the live slot
+#                      (~/.local/state/churn-deploy)
 #   DEPLOY_NAME        prefix of the container names                      (churn)
-#   DEPLOY_BIND        address nginx and the slots listen on              (127.0.0.1)
-#   DEPLOY_PORT        the public port (nginx)                            (8080)
+#   DEPLOY_BIND        address HAProxy and the slots listen on            (127.0.0.1)
+#   DEPLOY_PORT        the public port (HAProxy)                          (8080)
 #   BLUE_PORT, GREEN_PORT  each slot's own port                           (8081, 8082)
 #   PULL               podman run --pull: always, missing or never        (missing)
 #   REGISTRY_USER, REGISTRY_PASSWORD  registry login before the pull, when set
@@ -30,68 +37,53 @@ GREEN_PORT=${GREEN_PORT:-8082}
 PULL=${PULL:-missing}
 SWITCH_TIMEOUT=${SWITCH_TIMEOUT:-15}
 
-_nginx() { command nginx -p "$DEPLOY_STATE_DIR" -c "$DEPLOY_STATE_DIR/nginx.conf" "$@"; }
-_reload() {  # nginx -s reload, quiet unless it fails
-    local out
-    out=$(_nginx -s reload 2>&1) || { echo "$out" >&2; die "nginx -s reload failed"; }
-}
 _container() { echo "$DEPLOY_NAME-$1"; }
 _port() { if [[ $1 == blue ]]; then echo "$BLUE_PORT"; else echo "$GREEN_PORT"; fi; }
 _connect_host() { if [[ $DEPLOY_BIND == 0.0.0.0 ]]; then echo 127.0.0.1; else echo "$DEPLOY_BIND"; fi; }
 
-_write_upstream() {  # _write_upstream SLOT: atomically replace the file nginx includes
-    local slot=$1 file=$DEPLOY_STATE_DIR/upstream.conf
-    cat >"$file.new" <<EOF
-# Written by deploy/targets/podman.sh: the live slot is $slot.
-upstream churn_live {
-    server $(_connect_host):$(_port "$slot");
-    keepalive 16;
+_haproxy_running() {
+    [[ -f $DEPLOY_STATE_DIR/haproxy.pid ]] && kill -0 "$(cat "$DEPLOY_STATE_DIR/haproxy.pid")" 2>/dev/null
 }
-map \$host \$churn_slot { default $slot; }
-EOF
-    mv "$file.new" "$file"
+
+_api() {  # _api COMMAND: one command on HAProxy's admin socket; an answer means an error
+    local answer
+    answer=$(echo "$1" | socat stdio "unix-connect:$DEPLOY_STATE_DIR/haproxy.sock") ||
+        die "HAProxy's admin socket did not take '$1'"
+    [[ -z ${answer//[[:space:]]/} ]] || die "HAProxy refused '$1': $answer"
 }
 
 target_prepare() {
-    ensure_tools podman "${PODMAN_RUNTIME:-runc}" nginx curl
-    mkdir -p "$DEPLOY_STATE_DIR/tmp"
-    cat >"$DEPLOY_STATE_DIR/nginx.conf" <<EOF
-# Written by deploy/targets/podman.sh; the live slot is in upstream.conf.
-worker_processes 1;
-pid $DEPLOY_STATE_DIR/nginx.pid;
-error_log $DEPLOY_STATE_DIR/error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    client_body_temp_path $DEPLOY_STATE_DIR/tmp/body;
-    proxy_temp_path $DEPLOY_STATE_DIR/tmp/proxy;
-    fastcgi_temp_path $DEPLOY_STATE_DIR/tmp/fastcgi;
-    uwsgi_temp_path $DEPLOY_STATE_DIR/tmp/uwsgi;
-    scgi_temp_path $DEPLOY_STATE_DIR/tmp/scgi;
-    include $DEPLOY_STATE_DIR/upstream.conf;
-    server {
-        listen $DEPLOY_BIND:$DEPLOY_PORT;
-        # The service enforces its own body limit (CHURN_MAX_BODY_BYTES).
-        client_max_body_size 8m;
-        location / {
-            proxy_pass http://churn_live;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host \$host;
-            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-            add_header X-Churn-Slot \$churn_slot always;
-        }
-    }
-}
-EOF
-    [[ -f $DEPLOY_STATE_DIR/upstream.conf ]] || _write_upstream blue
-    if [[ -f $DEPLOY_STATE_DIR/nginx.pid ]] && kill -0 "$(cat "$DEPLOY_STATE_DIR/nginx.pid")" 2>/dev/null; then
-        _nginx -t -q && _reload
-    else
-        _nginx -t -q
-        _nginx
-        say "nginx listening on $DEPLOY_BIND:$DEPLOY_PORT"
-    fi
+    ensure_tools podman "${PODMAN_RUNTIME:-runc}" haproxy socat curl
+    mkdir -p "$DEPLOY_STATE_DIR"
+    _haproxy_running && return 0
+    # Started (again) with the live slot's server ready and the other in maintenance.
+    local blue_state="" green_state=disabled
+    if [[ $(target_live) == green ]]; then blue_state=disabled green_state=""; fi
+    cat >"$DEPLOY_STATE_DIR/haproxy.cfg" <<CONFIG
+# Written by deploy/targets/podman.sh. The slots' states change at run time
+# through the admin socket; the live slot is in $DEPLOY_STATE_DIR/live.
+global
+    daemon
+    pidfile $DEPLOY_STATE_DIR/haproxy.pid
+    stats socket $DEPLOY_STATE_DIR/haproxy.sock mode 600 level admin
+defaults
+    mode http
+    option http-keep-alive
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout http-keep-alive 60s
+frontend public
+    bind $DEPLOY_BIND:$DEPLOY_PORT
+    http-response set-header X-Churn-Slot %[srv_name]
+    default_backend slots
+backend slots
+    server blue $(_connect_host):$BLUE_PORT $blue_state
+    server green $(_connect_host):$GREEN_PORT $green_state
+CONFIG
+    haproxy -c -q -f "$DEPLOY_STATE_DIR/haproxy.cfg"
+    haproxy -f "$DEPLOY_STATE_DIR/haproxy.cfg"
+    say "HAProxy listening on $DEPLOY_BIND:$DEPLOY_PORT"
 }
 
 target_live() {
@@ -100,11 +92,10 @@ target_live() {
 }
 
 target_start() {
-    local slot=$1 image=$2 name
+    local slot=$1 image=$2 name errors
     name=$(_container "$slot")
     podman rm --force --time 10 "$name" >/dev/null 2>&1 || true
     [[ $PULL == never ]] || registry_login "$image"
-    local errors
     errors=$(mktemp)
     # As containers/test.sh runs it: read-only, no capabilities, loopback port.
     if ! podman run --detach --name "$name" "${RUN_LIMITS[@]}" \
@@ -125,18 +116,19 @@ target_slot_url() { echo "http://$(_connect_host):$(_port "$1")"; }
 target_public_url() { echo "http://$(_connect_host):$DEPLOY_PORT"; }
 
 target_switch() {
-    local slot=$1 deadline served
-    _write_upstream "$slot"
-    _nginx -t -q
-    _reload
-    # Old workers drain in the background; wait until new requests reach SLOT.
+    local slot=$1 old deadline served
+    old=$(if [[ $slot == blue ]]; then echo green; else echo blue; fi)
+    # Ready first, then maintenance: for an instant both slots take requests
+    # (both passed their smoke test); at no instant does neither.
+    _api "set server slots/$slot state ready"
+    _api "set server slots/$old state maint"
+    echo "$slot" >"$DEPLOY_STATE_DIR/live"
     deadline=$((SECONDS + SWITCH_TIMEOUT))
     until served=$(curl -fsS -o /dev/null -D - "$(target_public_url)/health" 2>/dev/null |
         tr -d '\r' | awk 'tolower($1) == "x-churn-slot:" { print $2 }') && [[ $served == "$slot" ]]; do
-        ((SECONDS < deadline)) || die "nginx still routes to '${served:-nothing}' ${SWITCH_TIMEOUT}s after the switch to $slot"
+        ((SECONDS < deadline)) || die "HAProxy still routes to '${served:-nothing}' ${SWITCH_TIMEOUT}s after the switch to $slot"
         sleep 0.1
     done
-    echo "$slot" >"$DEPLOY_STATE_DIR/live"
 }
 
 target_image() {
@@ -150,12 +142,12 @@ target_logs() { podman logs --tail 40 "$(_container "$1")" 2>&1; }
 
 target_teardown() {
     local slot
-    if [[ -f $DEPLOY_STATE_DIR/nginx.pid ]] && kill -0 "$(cat "$DEPLOY_STATE_DIR/nginx.pid")" 2>/dev/null; then
-        _nginx -s quit
+    if _haproxy_running; then
+        kill "$(cat "$DEPLOY_STATE_DIR/haproxy.pid")"
     fi
     for slot in blue green; do
         podman rm --force --time 10 "$(_container "$slot")" >/dev/null 2>&1 || true
     done
-    rm -f "$DEPLOY_STATE_DIR/live" "$DEPLOY_STATE_DIR/upstream.conf"
-    say "removed the $DEPLOY_NAME slots and nginx ($DEPLOY_STATE_DIR kept)"
+    rm -f "$DEPLOY_STATE_DIR/live" "$DEPLOY_STATE_DIR/haproxy.pid" "$DEPLOY_STATE_DIR/haproxy.sock"
+    say "removed the $DEPLOY_NAME slots and HAProxy ($DEPLOY_STATE_DIR kept)"
 }

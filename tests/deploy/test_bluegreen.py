@@ -1,9 +1,9 @@
 """Blue/green deploys with the podman target, under load: no request may fail.
 
 Runs the real thing: `deploy/deploy.sh` starts the serving image (built by
-`make container-build`) in two podman containers behind nginx, all on
+`make container-build`) in two podman containers behind HAProxy, all on
 127.0.0.1. Selected with `-m container` (`make deploy-test`), because it
-needs podman, nginx and the image; `make test` leaves it out.
+needs podman, HAProxy and the image; `make test` leaves it out.
 """
 
 from __future__ import annotations
