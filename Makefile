@@ -88,6 +88,7 @@ lint: install ## Check style, formatting, types, the Dockerfile, workflows and t
 	ruff format --check .
 	mypy
 	hadolint Dockerfile
+	shellcheck -x containers/*.sh deploy/deploy.sh deploy/targets/*.sh scripts/*.sh .ci/run
 	actionlint
 	zizmor --offline .github/workflows
 	$(MAKE) --no-print-directory compose-check
