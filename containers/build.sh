@@ -10,7 +10,7 @@ set -euo pipefail
 source "$(dirname "$0")/common.sh"
 cd "$REPO_ROOT"
 
-for file in models/model.onnx models/model_card.json models/mlflow_run.json; do
+for file in models/model.onnx models/model_card.json models/drift_profile.json models/mlflow_run.json; do
     [[ -f $file ]] || die "$file is missing: run the pipeline first (make repro, or dvc pull)"
 done
 

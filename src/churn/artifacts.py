@@ -8,6 +8,9 @@ library and pydantic only (no pandas, scikit-learn or MLflow).
 - ``model.skops``: the fitted scikit-learn pipeline (training and evaluation);
 - ``model.onnx``: the same pipeline exported to ONNX (serving);
 - ``model_card.json``: hashes of both, params, data hash, metrics, versions;
+- ``drift_profile.json``: the training split reduced to bin counts, and the
+  drift rule (`churn.drift.ModelDriftProfile`), for the service's live drift
+  metrics;
 - ``mlflow_run.json``: the MLflow run and registered version it was logged as.
 """
 
@@ -26,8 +29,9 @@ if TYPE_CHECKING:
 MODEL_FILE = "model.skops"
 ONNX_FILE = "model.onnx"
 CARD_FILE = "model_card.json"
+DRIFT_PROFILE_FILE = "drift_profile.json"
 RUN_FILE = "mlflow_run.json"
-# Where a training run keeps its serving bundle (ONNX model + card) in MLflow.
+# Where a training run keeps its serving bundle (ONNX model, card, drift profile) in MLflow.
 SERVING_ARTIFACTS = "serving"
 
 
@@ -88,6 +92,8 @@ class ModelCard(_JsonRecord):
     metrics: dict[str, float]
     reference: dict[str, Any]
     libraries: dict[str, str] = field(default_factory=dict)
+    # None: a model saved before drift profiles were (the service then runs without).
+    drift_profile_sha256: str | None = None
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,10 @@ The module has two layers so that a live service can use it:
 
 - `ReferenceProfile` (bin edges, levels and reference counts per feature,
   JSON-able) and `compare_counts` need numpy only: a service can load a
-  profile written at training time, count each request's values into its bins
+  profile written at training time (`ModelDriftProfile`, which `train` saves
+  next to the model), count each request's values into its bins
   (`FeatureProfile.bin_index`) and compare the window's counts now and then,
-  without pandas.
+  without pandas (`churn.serving.drift_monitor` does).
 - `check`, `build_profile`, `compare` and `main` work on DataFrames and files.
 """
 
@@ -48,11 +49,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from churn import contract
 from churn.errors import DataError
+from churn.params import DriftParams
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from churn.params import DriftParams
 
 # Added to every bin's count before shares are taken, so an empty bin gives
 # a large but finite PSI term instead of log(0). Half a row is Jeffreys' prior;
@@ -147,6 +147,20 @@ class ReferenceProfile(BaseModel):
 
     rows: int
     features: tuple[FeatureProfile, ...] = Field(min_length=1)
+
+
+class ModelDriftProfile(BaseModel):
+    """What a model ships for live drift monitoring (``drift_profile.json`` next to it).
+
+    The training split reduced to counts, and the rule to judge traffic by
+    (``params.yaml``'s ``drift`` section when the model was trained), so a
+    service needs neither the training data nor ``params.yaml``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    params: DriftParams
+    reference: ReferenceProfile
 
 
 @dataclass(frozen=True)
@@ -455,6 +469,12 @@ def build_profile(reference: pd.DataFrame, numeric_bins: int) -> ReferenceProfil
             )
         )
     return ReferenceProfile(rows=len(reference), features=tuple(features))
+
+
+def model_profile(training: pd.DataFrame, params: DriftParams) -> ModelDriftProfile:
+    """The drift profile a model is saved with: its (checked) training data and the rule."""
+    check(training, "training data")
+    return ModelDriftProfile(params=params, reference=build_profile(training, params.numeric_bins))
 
 
 def count(profile: ReferenceProfile, frame: pd.DataFrame) -> dict[str, Counts]:

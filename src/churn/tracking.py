@@ -31,7 +31,14 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from churn import contract
-from churn.artifacts import CARD_FILE, MODEL_FILE, ONNX_FILE, SERVING_ARTIFACTS, RunRecord
+from churn.artifacts import (
+    CARD_FILE,
+    DRIFT_PROFILE_FILE,
+    MODEL_FILE,
+    ONNX_FILE,
+    SERVING_ARTIFACTS,
+    RunRecord,
+)
 from churn.errors import TrackingError
 from churn.model import LIBRARIES as MODEL_LIBRARIES
 
@@ -307,8 +314,9 @@ def log_training(
             pip_requirements=model_requirements(),
         )
         # The serving bundle, so a service can load this version from the
-        # registry: `runs:/<run_id>/serving` holds the ONNX model and its card.
-        for name in (ONNX_FILE, CARD_FILE):
+        # registry: `runs:/<run_id>/serving` holds the ONNX model, its card and
+        # the drift profile its live drift metrics compare traffic with.
+        for name in (ONNX_FILE, CARD_FILE, DRIFT_PROFILE_FILE):
             mlflow.log_artifact(str(model_dir / name), artifact_path=SERVING_ARTIFACTS)
     version = str(info.registered_model_version)
     client = mlflow.MlflowClient()

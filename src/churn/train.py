@@ -15,8 +15,16 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from churn import contract
-from churn.artifacts import CARD_FILE, ONNX_FILE, RUN_FILE, ModelCard, file_sha256
+from churn.artifacts import (
+    CARD_FILE,
+    DRIFT_PROFILE_FILE,
+    ONNX_FILE,
+    RUN_FILE,
+    ModelCard,
+    file_sha256,
+)
 from churn.data import features, label, load
+from churn.drift import model_profile
 from churn.errors import ValidationFailedError
 from churn.model import (
     build_pipeline,
@@ -25,7 +33,7 @@ from churn.model import (
     onnx_difference,
     save_model,
 )
-from churn.params import TrainParams
+from churn.params import DriftParams, TrainParams
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
@@ -102,15 +110,22 @@ def write_model(
     model_dir: Path,
     *,
     params: TrainParams,
+    drift: DriftParams,
     metrics: dict[str, float],
     data: dict[str, Any],
 ) -> ModelCard:
-    """Save the fitted pipeline, its ONNX export (checked equal on ``frame``) and its card."""
+    """Save the fitted pipeline, its ONNX export (checked equal on ``frame``) and its card.
+
+    Also the drift profile of ``frame`` with the ``drift`` rule, which the
+    service compares its recent requests with (docs/monitoring.md).
+    """
     x = features(frame)
     onnx = export_onnx(pipeline)
     difference = onnx_difference(pipeline, onnx, x)
     sha256 = save_model(pipeline, model_dir)
     (model_dir / ONNX_FILE).write_bytes(onnx)
+    profile = model_profile(frame, drift)
+    (model_dir / DRIFT_PROFILE_FILE).write_text(profile.model_dump_json(indent=2) + "\n")
     reference = x.iloc[reference_rows(x)]
     card = ModelCard(
         sha256=sha256,
@@ -127,6 +142,7 @@ def write_model(
             "scores": pipeline.predict_proba(reference)[:, 1].tolist(),
         },
         libraries=library_versions(),
+        drift_profile_sha256=file_sha256(model_dir / DRIFT_PROFILE_FILE),
     )
     card.write(model_dir / CARD_FILE)
     return card
@@ -138,6 +154,7 @@ def main(
     model_dir: Path,
     *,
     params: TrainParams,
+    drift: DriftParams,
     settings: TrackingSettings,
     dvc_lock: Path | None = None,
 ) -> ModelCard:
@@ -155,6 +172,7 @@ def main(
         frame,
         model_dir,
         params=params,
+        drift=drift,
         metrics=metrics,
         data={"train_sha256": file_sha256(train_path), "train_rows": len(frame)},
     )
