@@ -119,6 +119,11 @@ bench-prediction-log: install ## Load churn serve with the prediction log off an
 	command -v wrk || (apt-get update && apt-get install -y wrk)
 	python bench/prediction_log.py --out bench/results/prediction_log.json
 
+.PHONY: bench-rollouts
+bench-rollouts: install ## Load churn serve without a candidate, with an A/B test and in shadow mode (wrk)
+	command -v wrk || (apt-get update && apt-get install -y wrk)
+	python bench/rollouts.py --out bench/results/rollouts.json
+
 .PHONY: bench-drift
 bench-drift: install ## False-alarm and detection rates of churn drift on the real data
 	python bench/drift.py --out bench/results

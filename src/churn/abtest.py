@@ -26,9 +26,10 @@ import math
 from dataclasses import dataclass
 from enum import StrEnum
 from statistics import NormalDist
+from typing import Final
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
+CHAMPION: Final = "champion"
+CHALLENGER: Final = "challenger"
 _HASH_SPACE = float(2**64)
 
 

@@ -169,12 +169,13 @@ def train(
     from churn import train as stage
 
     with _errors_as_exit_codes():
-        params = load_params(params_file).train
+        params = load_params(params_file)
         stage.main(
             train_csv,
             validation_report,
             model_dir,
-            params=params,
+            params=params.train,
+            drift=params.drift,
             settings=tracking.load_settings(),
             dvc_lock=dvc_lock,
         )
@@ -520,9 +521,10 @@ def serve(
 ) -> None:
     """Serve predictions over HTTP (FastAPI under uvicorn, one process).
 
-    The model is loaded and self-checked before the port is bound: a missing,
-    corrupt or mismatched model (or an unwritable prediction log) exits with
-    one line and code 2. Settings come from CHURN_* environment variables
+    The model (and the candidate of CHURN_CHALLENGER_MODEL_DIR/URI, if set) is
+    loaded and self-checked before the port is bound: a missing, corrupt or
+    mismatched model (or an unwritable prediction log) exits with one line
+    and code 2. Settings come from CHURN_* environment variables
     (see churn.serving.settings).
     """
     import uvicorn
@@ -530,6 +532,7 @@ def serve(
 
     from churn.serving import loader, prediction_log
     from churn.serving.app import create_app
+    from churn.serving.rollout import load_challenger
     from churn.serving.settings import ServingSettings
 
     try:
@@ -545,8 +548,9 @@ def serve(
     with _errors_as_exit_codes():
         prediction_log.check(settings)
         model = loader.load(settings)
+        challenger = load_challenger(settings)
     uvicorn.run(
-        create_app(settings, model),
+        create_app(settings, model, challenger),
         host=host,
         port=port,
         access_log=access_log,

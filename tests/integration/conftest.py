@@ -104,7 +104,13 @@ def trained_model(
     pipeline, metrics = train.run(train_split, params.train)
     directory = tmp_path_factory.mktemp("model")
     train.write_model(
-        pipeline, train_split, directory, params=params.train, metrics=metrics, data={}
+        pipeline,
+        train_split,
+        directory,
+        params=params.train,
+        drift=params.drift,
+        metrics=metrics,
+        data={},
     )
     return TrainedModel(directory, pipeline, test_split)
 

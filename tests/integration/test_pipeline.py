@@ -101,6 +101,7 @@ def test_service_loads_the_champion_from_the_registry(
     assert loaded.version == run["version"]
     assert loaded.sha256 == card["onnx_sha256"]
     assert loaded.source == uri
+    assert loaded.drift_profile is not None  # logged with the ONNX file, for live drift
     with pytest.raises(ModelError, match="alias"):
         loader.load(ServingSettings(model_uri=f"models:/{run['registered_model']}@nobody"))
 

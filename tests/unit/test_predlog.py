@@ -313,7 +313,15 @@ def small_model(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
     train_params = params.train.model_copy(update={"cv_folds": 2})
     pipeline, metrics = train.run(frame, train_params)
     directory = tmp_path_factory.mktemp("small-model")
-    train.write_model(pipeline, frame, directory, params=train_params, metrics=metrics, data={})
+    train.write_model(
+        pipeline,
+        frame,
+        directory,
+        params=train_params,
+        drift=params.drift,
+        metrics=metrics,
+        data={},
+    )
     return loader.load_directory(directory, version="3", source="test")
 
 

@@ -1,7 +1,9 @@
 """The FastAPI application: `create_app(settings)` builds it, the lifespan loads the model.
 
-The lifespan also opens the prediction log (when configured), and closes it
-on shutdown, which writes what is still buffered.
+The lifespan puts the model (and a candidate, if configured) into the model
+slots (`churn.serving.rollout`), opens the prediction log (when configured),
+and closes it on shutdown, which writes what is still buffered; and starts
+the live drift monitor when the model has a drift profile.
 
 Run it with ``churn serve`` (which checks the model before binding the port)
 or any ASGI server: ``uvicorn --factory churn.serving.app:create_app``.
@@ -19,37 +21,49 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from churn.serving import loader
-from churn.serving.deps import require_api_key
+from churn.serving.deps import require_admin_key, require_api_key
+from churn.serving.drift_monitor import DriftMonitor
 from churn.serving.loader import LoadedModel
 from churn.serving.middleware import BodySizeLimitMiddleware, MetricsMiddleware, ServiceMetrics
 from churn.serving.prediction_log import PredictionLog
-from churn.serving.routes import feedback, ops, predict
+from churn.serving.rollout import Rollout, load_challenger
+from churn.serving.routes import admin, feedback, ops, predict
 from churn.serving.settings import ServingSettings
 
 log = logging.getLogger(__name__)
 
 
 def create_app(
-    settings: ServingSettings | None = None, model: LoadedModel | None = None
+    settings: ServingSettings | None = None,
+    model: LoadedModel | None = None,
+    challenger: LoadedModel | None = None,
 ) -> FastAPI:
-    """The service. ``model``, if given, is an already loaded and self-checked model."""
+    """The service. ``model`` and ``challenger``, if given, are loaded and self-checked.
+
+    Without them the lifespan loads what the settings name: the model, and a
+    candidate for the standby slot if ``CHURN_CHALLENGER_MODEL_*`` is set.
+    """
     settings = settings or ServingSettings()
     metrics = ServiceMetrics()
+    rollout = Rollout(settings, metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loaded = model or loader.load(settings)
-        metrics.model.labels(loaded.version, loaded.sha256, loaded.card.estimator).set(1)
+        candidate = challenger or load_challenger(settings)
         prediction_log = PredictionLog.open(settings, metrics)
         if prediction_log is not None:
             prediction_log.start()
             app.state.prediction_log = prediction_log.predictions
             app.state.feedback_log = prediction_log.feedback
-        app.state.model = loaded
+        rollout.start(loaded, candidate)
+        app.state.drift = DriftMonitor.start(loaded, settings, metrics)
         try:
             yield
         finally:
-            app.state.model = app.state.prediction_log = app.state.feedback_log = None
+            rollout.stop()
+            app.state.prediction_log = app.state.feedback_log = None
+            app.state.drift = None
             if prediction_log is not None:
                 # Joins threads and may upload to S3: not on the event loop.
                 await asyncio.to_thread(prediction_log.close)
@@ -66,13 +80,22 @@ def create_app(
     )
     app.state.settings = settings
     app.state.metrics = metrics
-    app.state.model = None
+    app.state.rollout = rollout
     app.state.prediction_log = app.state.feedback_log = None
+    app.state.drift = None
     protect = [Depends(require_api_key)] if settings.api_key is not None else []
     app.include_router(predict.router, dependencies=protect)
     if settings.prediction_log_dir is not None:  # feedback goes to the log, or nowhere
         app.include_router(feedback.router, dependencies=protect)
     app.include_router(ops.router)
+    if settings.admin_enabled:
+        if (admin_key := settings.admin_key) is None:
+            log.warning(
+                "/admin is enabled without an API key: whoever reaches the port can change "
+                "the model (set CHURN_ADMIN_API_KEY)"
+            )
+        guard = [Depends(require_admin_key)] if admin_key is not None else []
+        app.include_router(admin.router, dependencies=guard)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_middleware(BodySizeLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)

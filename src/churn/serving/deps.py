@@ -16,10 +16,13 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
+from pydantic import SecretStr
 
+from churn.serving.drift_monitor import DriftMonitor
 from churn.serving.loader import LoadedModel
 from churn.serving.middleware import ServiceMetrics
 from churn.serving.recorder import Recorder
+from churn.serving.rollout import Rollout, Traffic
 from churn.serving.schemas import REQUEST_ID_PATTERN
 from churn.serving.settings import ServingSettings
 
@@ -29,20 +32,21 @@ API_KEY_HEADER = "x-api-key"
 
 @dataclass(frozen=True, slots=True)
 class Serving:
-    """What a prediction route needs: the model, metrics, settings, a request id, the log."""
+    """What a prediction route needs: the models, metrics, settings, a request id, the log."""
 
-    model: LoadedModel
+    traffic: Traffic  # taken once per request: it finishes on these models
     metrics: ServiceMetrics
     settings: ServingSettings
     request_id: str
     prediction_log: Recorder | None  # None when the log is off
+    drift: DriftMonitor | None  # None when the model has no drift profile
 
 
-def _loaded_model(request: Request) -> LoadedModel:
-    model: LoadedModel | None = request.app.state.model
-    if model is None:
+def _traffic(request: Request) -> Traffic:
+    rollout: Rollout = request.app.state.rollout
+    if (traffic := rollout.traffic) is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "model not loaded")
-    return model
+    return traffic
 
 
 async def _serving(request: Request) -> Serving:
@@ -50,16 +54,24 @@ async def _serving(request: Request) -> Serving:
     given = request.headers.get("x-request-id")
     state = request.app.state
     return Serving(
-        model=_loaded_model(request),
+        traffic=_traffic(request),
         metrics=state.metrics,
         settings=state.settings,
         request_id=given if given and REQUEST_ID.match(given) else uuid.uuid4().hex,
         prediction_log=state.prediction_log,
+        drift=state.drift,
     )
 
 
 async def _model(request: Request) -> LoadedModel:
-    return _loaded_model(request)
+    """The active model."""
+    return _traffic(request).champion
+
+
+async def _rollout(request: Request) -> Rollout:
+    _traffic(request)  # 503 before start-up
+    rollout: Rollout = request.app.state.rollout
+    return rollout
 
 
 async def _metrics(request: Request) -> ServiceMetrics:
@@ -73,10 +85,20 @@ async def require_api_key(request: Request) -> None:
     Added to the prediction routes only when a key is configured.
     """
     settings: ServingSettings = request.app.state.settings
-    if settings.api_key is None:
+    _check_key(request, settings.api_key)
+
+
+async def require_admin_key(request: Request) -> None:
+    """As `require_api_key`, with CHURN_ADMIN_API_KEY if set (else CHURN_API_KEY)."""
+    settings: ServingSettings = request.app.state.settings
+    _check_key(request, settings.admin_key)
+
+
+def _check_key(request: Request, key: SecretStr | None) -> None:
+    if key is None:
         return
     given = request.headers.get(API_KEY_HEADER, "").encode()
-    if not secrets.compare_digest(given, settings.api_key.get_secret_value().encode()):
+    if not secrets.compare_digest(given, key.get_secret_value().encode()):
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "missing or wrong X-API-Key header",
@@ -95,3 +117,4 @@ ServingDep = Annotated[Serving, Depends(_serving)]
 FeedbackLogDep = Annotated[Recorder, Depends(_feedback_log)]
 ModelDep = Annotated[LoadedModel, Depends(_model)]
 MetricsDep = Annotated[ServiceMetrics, Depends(_metrics)]
+RolloutDep = Annotated[Rollout, Depends(_rollout)]

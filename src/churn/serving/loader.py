@@ -2,7 +2,9 @@
 
 A model is served only if its ONNX file matches the hash in its card and
 reproduces the scores the fitted pipeline gave the card's reference rows;
-otherwise loading raises `ModelError` and the service does not start.
+otherwise loading raises `ModelError` and the service does not start. Its
+drift profile is optional (without one, the live drift metrics are off), but
+one that is present must match the card's hash and the contract.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from churn import contract
 from churn.artifacts import (
     CARD_FILE,
+    DRIFT_PROFILE_FILE,
     ONNX_FILE,
     RUN_FILE,
     SERVING_ARTIFACTS,
@@ -25,6 +29,7 @@ from churn.artifacts import (
     RunRecord,
     file_sha256,
 )
+from churn.drift import ModelDriftProfile
 from churn.errors import ModelError
 from churn.serving.onnx_model import OnnxModel
 from churn.serving.settings import ServingSettings
@@ -40,6 +45,7 @@ class LoadedModel:
     card: ModelCard
     version: str
     source: str
+    drift_profile: ModelDriftProfile | None = None  # None: live drift metrics are off
 
     @property
     def sha256(self) -> str:
@@ -71,10 +77,53 @@ def load_directory(directory: Path, *, version: str, source: str) -> LoadedModel
         raise ModelError(
             f"{path}: SHA-256 {actual[:12]}… does not match the card's {card.onnx_sha256[:12]}…"
         )
-    loaded = LoadedModel(OnnxModel(path.read_bytes()), card, version, source)
+    drift_profile = load_drift_profile(directory, card)
+    loaded = LoadedModel(OnnxModel(path.read_bytes()), card, version, source, drift_profile)
     self_check(loaded)
     log.info("serving model %s (v%s, sha256 %s…)", source, version, loaded.sha256[:12])
     return loaded
+
+
+def load_drift_profile(directory: Path, card: ModelCard) -> ModelDriftProfile | None:
+    """The model's drift profile, or None if it has none (an older model, a partial copy).
+
+    A profile that is there must be the one trained with the model (its hash
+    in the card) and bin the contract's features: otherwise `ModelError`.
+    """
+    path = directory / DRIFT_PROFILE_FILE
+    if not path.is_file():
+        if card.drift_profile_sha256 is not None:
+            log.warning("%s: not found although the model card lists it", path)
+        return None
+    expected = card.drift_profile_sha256
+    if expected is not None and (actual := file_sha256(path)) != expected:
+        raise ModelError(
+            f"{path}: SHA-256 {actual[:12]}… does not match the card's {expected[:12]}…"
+        )
+    try:
+        profile = ModelDriftProfile.model_validate_json(path.read_bytes())
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ModelError(f"{path}: not a drift profile ({where}: {first['msg']})") from None
+    features = {feature.name: feature for feature in profile.reference.features}
+    if set(features) != set(contract.feature_names()):
+        raise ModelError(
+            f"{path}: profiles the features {sorted(features)}, "
+            f"the contract lists {sorted(contract.feature_names())}"
+        )
+    # The service counts validated requests into these bins: a level the
+    # profile lacks would fail the request, not just the drift metrics.
+    for numeric in contract.NUMERIC_FEATURES:
+        if features[numeric.name].kind != "numeric":
+            raise ModelError(f"{path}: {numeric.name} is profiled as categorical")
+    for categorical in contract.CATEGORICAL_FEATURES:
+        if (levels := features[categorical.name].levels) != categorical.levels:
+            raise ModelError(
+                f"{path}: {categorical.name} is profiled with levels {list(levels)}, "
+                f"the contract lists {list(categorical.levels)}"
+            )
+    return profile
 
 
 def self_check(loaded: LoadedModel) -> None:

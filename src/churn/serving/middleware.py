@@ -8,10 +8,13 @@ costs a large share of a sub-millisecond prediction.
 from __future__ import annotations
 
 import json
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from churn.abtest import CHALLENGER, CHAMPION
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -86,6 +89,67 @@ class ServiceMetrics:
             "churn_feedback_received_total",
             "Outcomes accepted on /feedback, by whether the customer churned.",
             ["churned"],
+            registry=self.registry,
+        )
+        # Live drift (churn.serving.drift_monitor), recomputed when /metrics
+        # is read. No verdict yet (no drift profile, too few customers): the
+        # verdict is NaN, which no comparison in an alert rule matches.
+        self.feature_drift = Gauge(
+            "churn_feature_drift",
+            "Population stability index of each feature, recent customers against the "
+            "training data.",
+            ["feature"],
+            registry=self.registry,
+        )
+        self.drift_detected = Gauge(
+            "churn_drift_detected",
+            "1 while the recent customers have drifted from the training data (the "
+            "model's drift rule), 0 if not, NaN before a verdict.",
+            registry=self.registry,
+        )
+        self.drift_detected.set(math.nan)
+        self.drift_window = Gauge(
+            "churn_drift_window_samples",
+            "Customers in the window the drift metrics were computed on.",
+            registry=self.registry,
+        )
+        # Rollouts (churn.serving.rollout): the two model slots, what changes
+        # them, and who answered. Children the hot path uses are made once.
+        self.model_slots = Gauge(
+            "churn_model_slot_info",
+            "The models loaded, by slot (active, standby) and the standby's role "
+            "(candidate, previous); value is always 1.",
+            ["slot", "role", "version", "sha256"],
+            registry=self.registry,
+        )
+        self.model_switches = Counter(
+            "churn_model_switches_total",
+            "Changes of the active model: switch (to the candidate) or rollback.",
+            ["action"],
+            registry=self.registry,
+        )
+        self.model_loads = Counter(
+            "churn_model_loads_total",
+            "Models loaded into the standby slot at run time, by outcome (loaded, failed).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        answered = Counter(
+            "churn_predictions_total",
+            "Customers scored, by the variant that answered (champion, or the A/B "
+            "test's challenger).",
+            ["variant"],
+            registry=self.registry,
+        )
+        self.answered = {variant: answered.labels(variant) for variant in (CHAMPION, CHALLENGER)}
+        self.shadow_scored = Counter(
+            "churn_shadow_predictions_total",
+            "Customers the candidate scored in shadow mode (logged, not returned).",
+            registry=self.registry,
+        )
+        self.shadow_failures = Counter(
+            "churn_shadow_failures_total",
+            "Shadow scorings that failed (the response was not affected).",
             registry=self.registry,
         )
 

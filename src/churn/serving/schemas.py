@@ -91,9 +91,16 @@ class BatchRequest(BaseModel):
     customers: list[Customer] = Field(min_length=1)
 
 
+Variant = Literal["champion", "challenger"]
+
+
 class Prediction(BaseModel):
     churn_probability: float = Field(ge=0, le=1, description="P(churn) from the model.")
     churn: bool = Field(description="churn_probability >= threshold.")
+    variant: Variant = Field(
+        description="Which model answered: the champion (the active model), or the "
+        "challenger for the customers an A/B test sends to it."
+    )
 
 
 class _ModelStamp(BaseModel):
@@ -104,11 +111,24 @@ class _ModelStamp(BaseModel):
 
 
 class PredictionResponse(Prediction, _ModelStamp):
-    pass
+    """One prediction; model_version, model_sha256 and threshold are the answering model's."""
+
+
+class ModelRef(BaseModel):
+    version: str
+    sha256: str = Field(description="SHA-256 of its ONNX file.")
+    threshold: float
 
 
 class BatchResponse(_ModelStamp):
+    """The champion's version, hash and threshold; ``challenger`` for the rest, if any."""
+
     predictions: list[Prediction]
+    challenger: ModelRef | None = Field(
+        default=None,
+        description="The model that answered the predictions whose variant is 'challenger' "
+        "(absent when there are none).",
+    )
 
 
 class Feedback(BaseModel):
@@ -182,6 +202,67 @@ class ModelInfo(BaseModel):
     params: dict[str, Any]
     data: dict[str, Any]
     input_schema: dict[str, Any]
+
+
+class LoadModel(BaseModel):
+    """Where to load a model from: a model directory on the server, or the MLflow registry."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {"model_dir": "/srv/models/churn-2026-11-30"},
+                {"model_uri": "models:/churn-classifier@challenger"},
+            ]
+        },
+    )
+
+    model_dir: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=4096,
+        pattern=r"^[^\x00-\x1f]+$",
+        description="A directory with model.onnx and model_card.json, as `train` writes it "
+        "(relative paths are from the service's working directory).",
+    )
+    model_uri: str | None = Field(
+        default=None,
+        max_length=1024,
+        pattern=r"^models:/[^@\s]+@[^@\s]+$",
+        description="models:/<name>@<alias> in the MLflow registry (needs mlflow-skinny, "
+        "which the container does not have).",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> LoadModel:
+        if (self.model_dir is None) == (self.model_uri is None):
+            raise ValueError("give model_dir or model_uri (exactly one)")
+        return self
+
+
+class SlotModel(BaseModel):
+    version: str
+    source: str = Field(description="Where it was loaded from (directory or registry URI).")
+    sha256: str = Field(description="SHA-256 of its ONNX file.")
+    estimator: str
+    threshold: float
+
+
+class SlotsInfo(BaseModel):
+    """The two model slots and what traffic the standby gets."""
+
+    active: SlotModel = Field(description="Answers every request (/model describes it).")
+    standby: SlotModel | None = Field(description="Loaded beside it, or none.")
+    standby_role: Literal["candidate", "previous"] | None = Field(
+        description="candidate: loaded, not yet active (switch promotes it); previous: the "
+        "model the last switch replaced (rollback restores it)."
+    )
+    ab_test: bool = Field(description="The candidate answers a share of the customers now.")
+    ab_challenger_share: float
+    shadow: bool = Field(description="The candidate scores the champion's customers now.")
+    loading: bool = Field(description="A model is being loaded into the standby slot.")
 
 
 class Problem(BaseModel):

@@ -61,12 +61,84 @@ class ServingSettings(BaseSettings):
     )
     prediction_log_gzip: bool = Field(default=False, description="Compress files (.jsonl.gz).")
 
+    # Live drift (docs/monitoring.md): on when the model has a drift profile.
+    drift_window: int = Field(
+        default=5000,
+        ge=10,
+        le=1_000_000,
+        description="Compare the last this many customers (up to a tenth more) with the "
+        "training data.",
+    )
+    drift_min_samples: int = Field(
+        default=500, ge=1, description="No drift verdict until the window holds this many."
+    )
+    drift_interval_s: float = Field(
+        default=10,
+        gt=0,
+        le=3600,
+        description="Recompute the drift metrics at most this often, when /metrics is read.",
+    )
+
+    # Rollouts (docs/rollouts.md): a standby model beside the active one, which
+    # an A/B test or shadow mode can send traffic to. Admin routes are off
+    # unless asked for: they change what the service answers with.
+    challenger_model_dir: Path | None = Field(
+        default=None,
+        description="Load this model directory into the standby slot at start-up, as the "
+        "candidate (unset: no standby until POST /admin/models/standby).",
+    )
+    challenger_model_uri: str | None = Field(
+        default=None,
+        description="Or load the candidate from the MLflow registry: "
+        "models:/churn-classifier@challenger.",
+    )
+    ab_challenger_share: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Share of customers (by customer_id) the candidate answers; 0: no A/B test.",
+    )
+    ab_salt: str = Field(
+        default="",
+        max_length=256,
+        description="Salt of the customer-to-variant hash; a new salt reshuffles customers "
+        "for a new experiment.",
+    )
+    shadow: bool = Field(
+        default=False,
+        description="The candidate also scores the customers the champion answers; its "
+        "scores are logged, never returned.",
+    )
+    admin_enabled: bool = Field(
+        default=False,
+        description="Mount /admin (load a model into the standby slot, switch, roll back).",
+    )
+    admin_api_key: SecretStr | None = Field(
+        default=None,
+        description="If set, /admin requires it in X-API-Key (otherwise CHURN_API_KEY does, "
+        "if set).",
+    )
+
     @field_validator("api_key")
     @classmethod
     def _api_key_strong_enough(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < MIN_API_KEY_LENGTH:
             raise ValueError(f"CHURN_API_KEY must be at least {MIN_API_KEY_LENGTH} characters")
         return value
+
+    @field_validator("admin_api_key")
+    @classmethod
+    def _admin_key_strong_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_API_KEY_LENGTH:
+            raise ValueError(
+                f"CHURN_ADMIN_API_KEY must be at least {MIN_API_KEY_LENGTH} characters"
+            )
+        return value
+
+    @field_validator("challenger_model_dir", "challenger_model_uri", mode="before")
+    @classmethod
+    def _empty_challenger_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
 
     @field_validator("prediction_log_dir", "prediction_log_s3_uri", mode="before")
     @classmethod
@@ -94,9 +166,35 @@ class ServingSettings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _drift_window_can_reach_a_verdict(self) -> Self:
+        if self.drift_min_samples > self.drift_window:
+            raise ValueError("CHURN_DRIFT_MIN_SAMPLES must not exceed CHURN_DRIFT_WINDOW")
+        return self
+
     @field_validator("model_uri")
     @classmethod
     def _registry_uri(cls, value: str | None) -> str | None:
         if value is not None and not (value.startswith("models:/") and "@" in value):
             raise ValueError("CHURN_MODEL_URI must look like models:/<name>@<alias>")
         return value
+
+    @field_validator("challenger_model_uri")
+    @classmethod
+    def _challenger_registry_uri(cls, value: str | None) -> str | None:
+        if value is not None and not (value.startswith("models:/") and "@" in value):
+            raise ValueError("CHURN_CHALLENGER_MODEL_URI must look like models:/<name>@<alias>")
+        return value
+
+    @model_validator(mode="after")
+    def _one_challenger_source(self) -> Self:
+        if self.challenger_model_dir is not None and self.challenger_model_uri is not None:
+            raise ValueError(
+                "set CHURN_CHALLENGER_MODEL_DIR or CHURN_CHALLENGER_MODEL_URI, not both"
+            )
+        return self
+
+    @property
+    def admin_key(self) -> SecretStr | None:
+        """The key /admin requires: its own if set, else the prediction routes' one."""
+        return self.admin_api_key or self.api_key

@@ -1,1 +1,1 @@
-"""One router per file: `predict` (the model) and `ops` (health, readiness, metrics)."""
+"""One router per file: `predict`, `feedback`, `ops` (health, metrics...), `admin` (model slots)."""

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from churn.serving.deps import MetricsDep, ModelDep
+from churn.serving.drift_monitor import DriftMonitor
 from churn.serving.schemas import Customer, HTTPError, ModelInfo, Status
 
 router = APIRouter(tags=["ops"])
@@ -42,5 +43,9 @@ async def model_info(model: ModelDep) -> ModelInfo:
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics(service_metrics: MetricsDep) -> Response:
+async def metrics(request: Request, service_metrics: MetricsDep) -> Response:
+    """Prometheus metrics; the drift gauges are recomputed first if they are due."""
+    drift: DriftMonitor | None = request.app.state.drift
+    if drift is not None:
+        drift.refresh()
     return Response(generate_latest(service_metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,7 +1,13 @@
 """Prediction routes: one customer, or a bounded batch.
 
 Each scored customer becomes one line of the prediction log (when it is
-on), handed to a background writer; see `churn.serving.recorder`.
+on), handed to a background writer; see `churn.serving.recorder`. It is also
+counted into the live drift window (`churn.serving.drift_monitor`).
+
+Which model answers a customer is `churn.serving.rollout`'s decision: the
+active model (the champion), or the candidate for the customers an A/B test
+sends to it; in shadow mode the candidate also scores the champion's
+customers, for the log only.
 """
 
 from __future__ import annotations
@@ -11,14 +17,16 @@ import time
 from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 
+from churn.abtest import CHALLENGER, CHAMPION
 from churn.serving.deps import ServingDep
 from churn.serving.fastpath import json_body, parse_json
-from churn.serving.prediction_log import encode_predictions
+from churn.serving.prediction_log import CUSTOMER_ID, encode_predictions
 from churn.serving.schemas import (
     BatchRequest,
     BatchResponse,
     Customer,
     HTTPError,
+    ModelRef,
     Prediction,
     PredictionResponse,
     ValidationProblems,
@@ -43,16 +51,32 @@ router = APIRouter(
 async def predict(request: Request, serving: ServingDep) -> Response:
     """Churn probability and decision for one customer."""
     customer = await parse_json(request, Customer)
-    model = serving.model
-    score = float(model.model.predict(*model_inputs([customer]))[0])
+    traffic = serving.traffic
+    scored = traffic.score(*model_inputs([customer]), (getattr(customer, CUSTOMER_ID),))
+    score = scored.scores[0]
+    variant = CHAMPION if scored.variants is None else scored.variants[0]
+    model = traffic.model(variant)
     serving.metrics.scores.observe(score)
+    serving.metrics.answered[variant].inc()
+    if serving.drift is not None:
+        serving.drift.add((customer,))
     if serving.prediction_log is not None:
-        lines = encode_predictions(time.time(), serving.request_id, model, (customer,), (score,))
+        lines = encode_predictions(
+            time.time(),
+            serving.request_id,
+            traffic.champion,
+            (customer,),
+            scored.scores,
+            variants=scored.variants,
+            challenger=traffic.challenger,
+            shadow=scored.shadow,
+        )
         serving.prediction_log.add(lines)
     answer = PredictionResponse(
         request_id=serving.request_id,
         churn_probability=score,
         churn=score >= model.card.threshold,
+        variant=variant,
         threshold=model.card.threshold,
         model_version=model.version,
         model_sha256=model.sha256,
@@ -69,20 +93,52 @@ async def predict_batch(batch: BatchRequest, serving: ServingDep) -> BatchRespon
         raise RequestValidationError(
             [{"loc": ("body", "customers"), "msg": problem, "type": "too_long"}]
         )
-    model = serving.model
-    scores = model.model.predict(*model_inputs(batch.customers)).tolist()
-    threshold = model.card.threshold
+    traffic = serving.traffic
+    customer_ids = [getattr(customer, CUSTOMER_ID) for customer in batch.customers]
+    scored = traffic.score(*model_inputs(batch.customers), customer_ids)
+    scores, variants = scored.scores, scored.variants
+    champion, challenger = traffic.champion, traffic.challenger
+    thresholds = {CHAMPION: champion.card.threshold}
+    if challenger is not None:
+        thresholds[CHALLENGER] = challenger.card.threshold
     predictions = []
-    for score in scores:
+    for position, score in enumerate(scores):
+        variant = CHAMPION if variants is None else variants[position]
         serving.metrics.scores.observe(score)
-        predictions.append(Prediction(churn_probability=score, churn=score >= threshold))
+        predictions.append(
+            Prediction(churn_probability=score, churn=score >= thresholds[variant], variant=variant)
+        )
+    challenged = 0 if variants is None else variants.count(CHALLENGER)
+    serving.metrics.answered[CHAMPION].inc(len(scores) - challenged)
+    if challenged:
+        serving.metrics.answered[CHALLENGER].inc(challenged)
+    if serving.drift is not None:
+        serving.drift.add(batch.customers)
     if serving.prediction_log is not None:
-        lines = encode_predictions(time.time(), serving.request_id, model, batch.customers, scores)
+        lines = encode_predictions(
+            time.time(),
+            serving.request_id,
+            champion,
+            batch.customers,
+            scores,
+            variants=variants,
+            challenger=challenger,
+            shadow=scored.shadow,
+        )
         serving.prediction_log.add(lines, records=len(scores))
     return BatchResponse(
         request_id=serving.request_id,
         predictions=predictions,
-        threshold=threshold,
-        model_version=model.version,
-        model_sha256=model.sha256,
+        threshold=champion.card.threshold,
+        model_version=champion.version,
+        model_sha256=champion.sha256,
+        challenger=(
+            ModelRef(
+                version=challenger.version,
+                sha256=challenger.sha256,
+                threshold=challenger.card.threshold,
+            )
+            if challenger is not None and challenged
+            else None
+        ),
     )

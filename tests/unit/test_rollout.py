@@ -1,0 +1,376 @@
+"""Model slots, A/B routing and shadow scoring (`churn.serving.rollout`), with stand-in models.
+
+The stand-ins answer a fixed score per model (or raise), so every test can
+tell which model scored which customer. The real thing, under uvicorn and
+under load, is tests/integration/test_rollouts.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from fastapi import FastAPI
+from pydantic import ValidationError
+
+from churn import contract
+from churn.abtest import CHALLENGER, CHAMPION, variant_for
+from churn.artifacts import ModelCard
+from churn.errors import ModelError
+from churn.predlog import read_predictions
+from churn.serving import rollout as rollout_module
+from churn.serving.app import create_app
+from churn.serving.loader import LoadedModel
+from churn.serving.middleware import ServiceMetrics
+from churn.serving.onnx_model import OnnxModel
+from churn.serving.prediction_log import encode_predictions
+from churn.serving.rollout import (
+    CANDIDATE,
+    PREVIOUS,
+    Rollout,
+    RolloutError,
+    Slots,
+    Traffic,
+)
+from churn.serving.schemas import EXAMPLE, Customer, model_inputs
+from churn.serving.settings import ServingSettings
+
+
+class StandIn(OnnxModel):
+    """Scores every row ``score``; raises when ``score`` is None."""
+
+    def __init__(self, score: float | None) -> None:  # no session: nothing to load
+        self.score = score
+        self.calls = 0
+
+    def predict(
+        self,
+        numeric: Sequence[Sequence[float]] | np.ndarray,
+        categorical: Sequence[Sequence[str]] | np.ndarray,
+    ) -> np.ndarray:
+        self.calls += 1
+        if self.score is None:
+            raise RuntimeError("the stand-in was told to fail")
+        return np.full(len(numeric), self.score)
+
+
+def stand_in(name: str, score: float | None, threshold: float = 0.5) -> LoadedModel:
+    card = ModelCard(
+        sha256=f"pipeline-{name}",
+        onnx_sha256=f"{name:0<64}",
+        onnx_max_abs_diff=0.0,
+        estimator="stand_in",
+        threshold=threshold,
+        params={},
+        features=contract.feature_names(),
+        data={},
+        metrics={},
+        reference={},
+    )
+    return LoadedModel(StandIn(score), card, version=name, source=f"/models/{name}")
+
+
+A, B, C = stand_in("a", 0.2), stand_in("b", 0.8, threshold=0.9), stand_in("c", 0.5)
+IDS = [f"{number:04d}-ABCDE" for number in range(2000)]
+
+
+def settings(**values: Any) -> ServingSettings:
+    return ServingSettings(**values)
+
+
+def customers(ids: Sequence[str | None]) -> list[Customer]:
+    return [Customer.model_validate_json(json.dumps({**EXAMPLE, "customer_id": i})) for i in ids]
+
+
+# -- the slots ---------------------------------------------------------------------------
+
+
+def test_switch_then_rollback_is_an_exact_undo() -> None:
+    loaded = Slots(A).load(B)
+    assert (loaded.active, loaded.standby, loaded.role) == (A, B, CANDIDATE)
+    switched = loaded.switch()
+    assert (switched.active, switched.standby, switched.role) == (B, A, PREVIOUS)
+    assert switched.candidate is None  # the previous model gets no traffic
+    assert switched.rollback() == loaded
+
+
+def test_a_repeated_switch_or_rollback_is_refused_not_a_second_swap() -> None:
+    switched = Slots(A).load(B).switch()
+    with pytest.raises(RolloutError, match="roll back to it"):
+        switched.switch()
+    with pytest.raises(RolloutError, match="nothing to roll back"):
+        switched.rollback().rollback()
+
+
+def test_switch_needs_a_standby_and_rollback_needs_a_switch() -> None:
+    with pytest.raises(RolloutError, match="no standby"):
+        Slots(A).switch()
+    with pytest.raises(RolloutError, match="nothing to roll back"):
+        Slots(A).rollback()
+    with pytest.raises(RolloutError, match="nothing to roll back"):
+        Slots(A).load(B).rollback()  # would promote an untried candidate
+    with pytest.raises(RolloutError, match="no standby"):
+        Slots(A).unload()
+
+
+def test_loading_replaces_any_standby_and_unload_empties_it() -> None:
+    switched = Slots(A).load(B).switch()
+    assert switched.load(C) == Slots(B, C, CANDIDATE)
+    assert switched.unload() == Slots(B)
+
+
+# -- routing -----------------------------------------------------------------------------
+
+
+def test_without_a_candidate_or_a_share_the_champion_answers_everyone() -> None:
+    metrics = ServiceMetrics()
+    ab = settings(ab_challenger_share=0.5)
+    assert Traffic.build(Slots(A), ab, metrics).challenger is None
+    assert Traffic.build(Slots(A).load(B).switch(), ab, metrics).challenger is None  # previous
+    off = Traffic.build(Slots(A).load(B), settings(), metrics)
+    assert off.challenger is None and off.shadow is None
+    assert {off.variant(i) for i in IDS} == {CHAMPION}
+
+
+def test_variants_follow_the_stable_hash_and_no_id_gets_the_champion() -> None:
+    traffic = Traffic.build(
+        Slots(A).load(B), settings(ab_challenger_share=0.3, ab_salt="s1"), ServiceMetrics()
+    )
+    variants = [traffic.variant(i) for i in IDS]
+    assert variants == [variant_for(i, 0.3, "s1") for i in IDS]
+    assert 0.25 < variants.count(CHALLENGER) / len(IDS) < 0.35
+    assert traffic.variant(None) == CHAMPION
+    assert traffic.model(CHALLENGER) is B and traffic.model(CHAMPION) is A
+
+
+def test_a_batch_is_scored_per_customer_by_its_variants_model() -> None:
+    traffic = Traffic.build(Slots(A).load(B), settings(ab_challenger_share=0.5), ServiceMetrics())
+    ids: list[str | None] = [*IDS[:50], None]
+    scored = traffic.score(*model_inputs(customers(ids)), ids)
+    assert scored.variants is not None
+    assert scored.variants == [traffic.variant(i) for i in ids]
+    assert {CHAMPION, CHALLENGER} == set(scored.variants)
+    assert scored.scores == [0.8 if v == CHALLENGER else 0.2 for v in scored.variants]
+    assert scored.shadow is None
+
+    everyone_a = [i for i in IDS[:50] if traffic.variant(i) == CHAMPION]
+    assert traffic.score(*model_inputs(customers(everyone_a)), everyone_a).scores == [0.2] * len(
+        everyone_a
+    )
+    everyone_b = [i for i in IDS[:50] if traffic.variant(i) == CHALLENGER]
+    assert traffic.score(*model_inputs(customers(everyone_b)), everyone_b).scores == [0.8] * len(
+        everyone_b
+    )
+
+
+def test_the_shadow_scores_the_champions_customers_only() -> None:
+    metrics = ServiceMetrics()
+    shadow_only = Traffic.build(Slots(A).load(B), settings(shadow=True), metrics)
+    ids = IDS[:20]
+    scored = shadow_only.score(*model_inputs(customers(ids)), ids)
+    assert scored.scores == [0.2] * 20 and scored.variants is None
+    assert scored.shadow is not None
+    assert scored.shadow.model is B and scored.shadow.scores == [0.8] * 20
+
+    both = Traffic.build(Slots(A).load(B), settings(shadow=True, ab_challenger_share=0.5), metrics)
+    scored = both.score(*model_inputs(customers(ids)), ids)
+    assert scored.variants is not None and scored.shadow is not None
+    assert scored.shadow.scores == [0.8 if v == CHAMPION else None for v in scored.variants]
+    assert metrics.registry.get_sample_value("churn_shadow_predictions_total") == 20 + sum(
+        v == CHAMPION for v in scored.variants
+    )
+
+
+def test_a_failing_shadow_is_counted_and_the_answer_stands() -> None:
+    metrics = ServiceMetrics()
+    traffic = Traffic.build(Slots(A).load(stand_in("broken", None)), settings(shadow=True), metrics)
+    ids = IDS[:3]
+    for _ in range(2):
+        scored = traffic.score(*model_inputs(customers(ids)), ids)
+        assert scored.scores == [0.2] * 3
+        assert scored.shadow is None
+    assert metrics.registry.get_sample_value("churn_shadow_failures_total") == 2
+
+
+# -- the log -----------------------------------------------------------------------------
+
+
+def test_records_name_the_variant_and_model_that_answered_and_the_shadow(tmp_path: Path) -> None:
+    traffic = Traffic.build(
+        Slots(A).load(B), settings(shadow=True, ab_challenger_share=0.5), ServiceMetrics()
+    )
+    ids: list[str | None] = [*IDS[:30], None]
+    batch = customers(ids)
+    scored = traffic.score(*model_inputs(batch), ids)
+    data = encode_predictions(
+        time.time(),
+        "req-1",
+        A,
+        batch,
+        scored.scores,
+        variants=scored.variants,
+        challenger=B,
+        shadow=scored.shadow,
+    )
+    (tmp_path / "predictions-1.jsonl").write_bytes(data)
+    records = read_predictions(tmp_path)
+    assert [r.customer_id for r in records] == ids
+    assert scored.variants is not None
+    for record, variant in zip(records, scored.variants, strict=True):
+        assert record.variant == variant
+        if variant == CHALLENGER:
+            assert (record.model_sha256, record.churn_probability, record.churn) == (
+                B.sha256,
+                0.8,
+                False,  # the challenger's own threshold, 0.9
+            )
+            assert record.shadow is None
+        else:
+            assert (record.model_sha256, record.churn_probability) == (A.sha256, 0.2)
+            assert record.shadow is not None
+            assert (record.shadow.model_sha256, record.shadow.churn_probability) == (B.sha256, 0.8)
+            assert record.shadow.churn is False
+
+
+# -- loading -----------------------------------------------------------------------------
+
+
+def _rollout(monkeypatch: pytest.MonkeyPatch, delay_s: float = 0.0) -> Rollout:
+    """A started rollout whose loads take ``delay_s`` and return C ("bad" directories fail)."""
+
+    def fake_load(
+        settings: ServingSettings, *, model_dir: Path | None = None, model_uri: str | None = None
+    ) -> LoadedModel:
+        time.sleep(delay_s)
+        if model_dir == Path("bad"):
+            raise ModelError("bad/model_card.json: not found")
+        if model_dir == Path("crash"):
+            raise KeyError("rows")
+        return C
+
+    monkeypatch.setattr(rollout_module, "load_model", fake_load)
+    rollout = Rollout(settings(), ServiceMetrics())
+    rollout.start(A, B)
+    return rollout
+
+
+def test_a_model_that_does_not_load_leaves_the_slots_as_they_were(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rollout = _rollout(monkeypatch)
+    before = rollout.traffic
+    with pytest.raises(ModelError, match="not found"):
+        asyncio.run(rollout.load(model_dir=Path("bad")))
+    with pytest.raises(ModelError, match=r"crash: cannot be loaded \(KeyError"):
+        asyncio.run(rollout.load(model_dir=Path("crash")))
+    assert rollout.traffic is before
+    assert not rollout.loading
+    loads = rollout.metrics.registry.get_sample_value
+    assert loads("churn_model_loads_total", {"outcome": "failed"}) == 2
+    assert asyncio.run(rollout.load(model_dir=Path("good"))) == Slots(A, C, CANDIDATE)
+    assert loads("churn_model_loads_total", {"outcome": "loaded"}) == 1
+
+
+def test_one_load_at_a_time_and_a_change_meanwhile_discards_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rollout = _rollout(monkeypatch, delay_s=0.2)
+
+    async def load_twice() -> None:
+        first = asyncio.create_task(rollout.load(model_dir=Path("good")))
+        await asyncio.sleep(0.05)
+        assert rollout.loading
+        with pytest.raises(RolloutError, match="already being loaded"):
+            await rollout.load(model_dir=Path("good"))
+        rollout.switch()  # an emergency switch is never blocked by a load
+        with pytest.raises(RolloutError, match="changed while the model loaded"):
+            await first
+
+    asyncio.run(load_twice())
+    assert rollout.slots == Slots(B, A, PREVIOUS)  # the switch stands, the load was dropped
+
+
+def test_the_slot_metrics_follow_the_slots(monkeypatch: pytest.MonkeyPatch) -> None:
+    rollout = _rollout(monkeypatch)
+    rollout.switch()
+    value = rollout.metrics.registry.get_sample_value
+    assert value("churn_model_switches_total", {"action": "switch"}) == 1
+    active = {"slot": "active", "role": "active", "version": "b", "sha256": B.sha256}
+    standby = {"slot": "standby", "role": "previous", "version": "a", "sha256": A.sha256}
+    assert value("churn_model_slot_info", active) == 1
+    assert value("churn_model_slot_info", standby) == 1
+    info = {"version": "b", "sha256": B.sha256, "estimator": "stand_in"}
+    assert value("churn_model_info", info) == 1
+    rollout.unload()
+    assert value("churn_model_slot_info", standby) is None
+
+
+# -- the app, in process -----------------------------------------------------------------
+
+
+def call(app: FastAPI, method: str, path: str, **kwargs: Any) -> list[httpx.Response]:
+    """Requests to ``app`` in this process, inside its lifespan; then GET /metrics."""
+
+    async def run() -> list[httpx.Response]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+                return [
+                    await client.request(method, path, **kwargs),
+                    await client.get("/metrics"),
+                ]
+
+    return asyncio.run(run())
+
+
+def test_a_failing_shadow_does_not_change_the_response() -> None:
+    def answer(challenger: LoadedModel | None, shadow: bool) -> dict[str, Any]:
+        app = create_app(settings(shadow=shadow), A, challenger)
+        response, metrics = call(
+            app, "POST", "/predict", json=EXAMPLE, headers={"X-Request-ID": "same"}
+        )
+        if challenger is not None:
+            assert "churn_shadow_failures_total 1.0" in metrics.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    assert answer(stand_in("broken", None), shadow=True) == answer(None, shadow=False)
+
+
+def test_admin_routes_exist_only_when_enabled() -> None:
+    for enabled, status in ((False, 404), (True, 200)):
+        app = create_app(settings(admin_enabled=enabled), A)
+        assert call(app, "GET", "/admin/models")[0].status_code == status
+
+
+# -- settings ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"admin_api_key": "short"}, "CHURN_ADMIN_API_KEY must be at least 16"),
+        ({"challenger_model_dir": "m", "challenger_model_uri": "models:/m@c"}, "not both"),
+        ({"challenger_model_uri": "runs:/x"}, "models:/<name>@<alias>"),
+        ({"ab_challenger_share": 1.5}, "less than or equal to 1"),
+    ],
+)
+def test_unsafe_or_contradictory_settings_are_refused(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        settings(**values)
+
+
+def test_the_admin_key_defaults_to_the_api_key() -> None:
+    key, admin = "k" * 16, "a" * 16
+    only_api = settings(api_key=key).admin_key
+    assert only_api is not None and only_api.get_secret_value() == key
+    own = settings(api_key=key, admin_api_key=admin).admin_key
+    assert own is not None and own.get_secret_value() == admin
+    assert settings().admin_key is None
