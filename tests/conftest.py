@@ -45,3 +45,26 @@ def _restore_mlflow_tracking_uri() -> Iterator[None]:
         os.environ.pop("MLFLOW_TRACKING_URI", None)
     else:
         os.environ["MLFLOW_TRACKING_URI"] = before
+
+
+@pytest.fixture(scope="session")
+def small_model_dir(params: Params, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real model directory (skops, ONNX, card, drift profile) trained on the
+    32-row fixture, written as `train` writes it: seconds, for unit tests."""
+    from churn import train
+    from churn.data import clean
+
+    frame = clean(read_csv(FIXTURE))
+    train_params = params.train.model_copy(update={"cv_folds": 2})
+    pipeline, metrics = train.run(frame, train_params)
+    directory = tmp_path_factory.mktemp("small-model")
+    train.write_model(
+        pipeline,
+        frame,
+        directory,
+        params=train_params,
+        drift=params.drift,
+        metrics=metrics,
+        data={},
+    )
+    return directory

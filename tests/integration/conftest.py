@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pandas as pd
@@ -287,3 +288,19 @@ def s3_server() -> Iterator[S3Server]:
     server = start_s3_server()
     yield server
     server.stop()
+
+
+def api_customers(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows of a cleaned frame as API customers (snake_case), with their customer_id."""
+    import json
+
+    from churn import contract
+    from churn.data import features
+
+    rows: list[dict[str, Any]] = json.loads(features(frame).to_json(orient="records"))
+    out = []
+    for customer_id, row in zip(frame[contract.ID_COLUMN], rows, strict=True):
+        customer = {contract.api_name(k): v for k, v in row.items()}
+        customer["tenure"] = int(customer["tenure"])
+        out.append({"customer_id": customer_id, **customer})
+    return out

@@ -13,10 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pandas as pd
 import pytest
 
-from churn import contract
 from churn.data import features, label
 from churn.evaluate import compute_metrics
 from churn.predlog import (
@@ -35,6 +33,7 @@ from tests.integration.conftest import (
     S3Server,
     Server,
     TrainedModel,
+    api_customers,
     stop_server,
 )
 from tests.integration.test_openapi_fuzz import CHECKS as FUZZ_CHECKS
@@ -48,17 +47,6 @@ def _env(directory: Path, **settings: str) -> dict[str, str]:
     env = {"CHURN_PREDICTION_LOG_DIR": str(directory), **FAST}
     env.update({f"CHURN_PREDICTION_LOG_{name.upper()}": value for name, value in settings.items()})
     return env
-
-
-def _customers(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows of a cleaned frame as API customers, with their customer_id."""
-    rows: list[dict[str, Any]] = json.loads(features(frame).to_json(orient="records"))
-    out = []
-    for customer_id, row in zip(frame[contract.ID_COLUMN], rows, strict=True):
-        customer = {contract.api_name(k): v for k, v in row.items()}
-        customer["tenure"] = int(customer["tenure"])
-        out.append({"customer_id": customer_id, **customer})
-    return out
 
 
 def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 10) -> None:
@@ -214,7 +202,7 @@ def test_files_rotate_by_size_and_every_record_is_kept(
 ) -> None:
     log_dir = tmp_path / "log"
     server = serve(trained_model.directory, _env(log_dir, rotate_bytes="4096", gzip="true"))
-    customers = _customers(trained_model.test)[:400]
+    customers = api_customers(trained_model.test)[:400]
     with server.client() as client:
         for start in range(0, len(customers), 20):
             response = client.post(
@@ -383,7 +371,7 @@ def test_churn_performance_on_real_outcomes_and_on_reversed_ones(
     serve: Callable[..., Server], trained_model: TrainedModel, tmp_path: Path
 ) -> None:
     test = trained_model.test
-    customers = _customers(test)
+    customers = api_customers(test)
     outcomes = [bool(y) for y in label(test)]
     baseline = compute_metrics(
         label(test), trained_model.pipeline.predict_proba(features(test))[:, 1], threshold=0.5

@@ -23,8 +23,15 @@ from churn.data import features, label
 from churn.evaluate import compute_metrics
 from churn.params import Params
 from churn.prepare import run as prepare
-from tests.integration.conftest import CHURN, S3Server, Server, TrainedModel, stop_server
-from tests.integration.test_prediction_log import _customers, _env
+from tests.integration.conftest import (
+    CHURN,
+    S3Server,
+    Server,
+    TrainedModel,
+    api_customers,
+    stop_server,
+)
+from tests.integration.test_prediction_log import _env
 
 pytestmark = pytest.mark.integration
 MONTH_TO_MONTH = "Month-to-month"
@@ -70,7 +77,7 @@ def log_traffic(
 ) -> None:
     """Score every customer through the service, then report each one's true outcome."""
     server = serve(model_dir, {**_env(log_dir), **(env or {})})
-    payload = _customers(customers)
+    payload = api_customers(customers)
     with server.client() as client:
         for start in range(0, len(payload), 500):
             chunk = payload[start : start + 500]

@@ -20,7 +20,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from churn import contract, train
+from churn import train
 from churn.abtest import CHALLENGER, CHAMPION, variant_for
 from churn.artifacts import CARD_FILE, ONNX_FILE
 from churn.data import clean, features
@@ -28,7 +28,7 @@ from churn.params import Params
 from churn.predlog import read_predictions
 from churn.prepare import run as prepare
 from churn.serving.schemas import EXAMPLE
-from tests.integration.conftest import Server, TrainedModel, stop_server
+from tests.integration.conftest import Server, TrainedModel, api_customers, stop_server
 from tests.integration.test_openapi_fuzz import CHECKS as FUZZ_CHECKS
 from tests.integration.test_openapi_fuzz import SCHEMATHESIS
 
@@ -66,17 +66,6 @@ def challenger_model(
 def _sha(model: TrainedModel) -> str:
     sha: str = json.loads((model.directory / CARD_FILE).read_text())["onnx_sha256"]
     return sha
-
-
-def _customers(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows of a cleaned frame as API customers, with their customer_id."""
-    rows: list[dict[str, Any]] = json.loads(features(frame).to_json(orient="records"))
-    out = []
-    for customer_id, row in zip(frame[contract.ID_COLUMN], rows, strict=True):
-        customer = {contract.api_name(k): v for k, v in row.items()}
-        customer["tenure"] = int(customer["tenure"])
-        out.append({"customer_id": customer_id, **customer})
-    return out
 
 
 def _metric(client: httpx.Client, series: str) -> float:
@@ -295,7 +284,7 @@ def test_ab_test_routes_each_customer_stably_and_logs_the_variant(
             "CHURN_PREDICTION_LOG_DIR": str(log_dir),
         },
     )
-    customers = _customers(trained_model.test)
+    customers = api_customers(trained_model.test)
     expected = [variant_for(c["customer_id"], SHARE, SALT) for c in customers]
     shas = {CHAMPION: _sha(trained_model), CHALLENGER: _sha(challenger_model)}
     x = features(trained_model.test)
@@ -356,7 +345,7 @@ def test_shadow_scores_are_logged_and_the_answers_do_not_change(
             "CHURN_PREDICTION_LOG_DIR": str(log_dir),
         },
     )
-    customers = _customers(trained_model.test)[:300]
+    customers = api_customers(trained_model.test)[:300]
     same_id = {"X-Request-ID": "same"}
 
     def answers(target: Server) -> list[Any]:
@@ -390,7 +379,7 @@ def test_live_drift_restarts_its_window_for_the_new_active_model(
 ) -> None:
     # The gauges are recomputed at most every CHURN_DRIFT_INTERVAL_S: keep it short.
     server = serve(trained_model.directory, {**ADMIN, "CHURN_DRIFT_INTERVAL_S": "0.01"})
-    customers = _customers(trained_model.test.head(50))
+    customers = api_customers(trained_model.test.head(50))
     with (
         server.client(headers={"X-API-Key": API_KEY}) as client,
         server.client(headers={"X-API-Key": ADMIN_KEY}) as admin,

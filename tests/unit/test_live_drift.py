@@ -17,9 +17,9 @@ import pydantic
 import pytest
 
 from bench.drift import Shift, price_rise
-from churn import contract, train
+from churn import contract
 from churn.artifacts import CARD_FILE, DRIFT_PROFILE_FILE, ModelCard, file_sha256
-from churn.data import clean, features, read_csv
+from churn.data import clean, features
 from churn.drift import ModelDriftProfile, compare_counts, count, model_profile
 from churn.errors import DataError, ModelError
 from churn.params import Params
@@ -29,7 +29,6 @@ from churn.serving.drift_monitor import BLOCKS, DriftMonitor, DriftWindow
 from churn.serving.middleware import ServiceMetrics
 from churn.serving.schemas import EXAMPLE, Customer
 from churn.serving.settings import ServingSettings
-from tests.conftest import FIXTURE
 
 # Every month-to-month, every charge 15% higher: far past the drift rule.
 PRICE_RISE = Shift("all month-to-month, +15%", move_share=1.0, rise=(0.15, 0.15))
@@ -364,22 +363,9 @@ print(json.dumps({{"drift": result.drift, "heavy": sorted(
 
 
 @pytest.fixture(scope="module")
-def model_dir(params: Params, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def model_dir(small_model_dir: Path) -> Path:
     """A model trained on the 32-row fixture, written as `train` writes it."""
-    frame = clean(read_csv(FIXTURE))
-    train_params = params.train.model_copy(update={"cv_folds": 2})
-    pipeline, metrics = train.run(frame, train_params)
-    directory = tmp_path_factory.mktemp("model")
-    train.write_model(
-        pipeline,
-        frame,
-        directory,
-        params=train_params,
-        drift=params.drift,
-        metrics=metrics,
-        data={},
-    )
-    return directory
+    return small_model_dir
 
 
 def test_train_writes_the_profile_and_its_hash_and_the_loader_reads_it(

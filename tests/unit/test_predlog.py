@@ -16,12 +16,10 @@ from pydantic import ValidationError
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
-from churn import train
 from churn.artifacts import ModelCard
 from churn.cli import app
-from churn.data import clean, read_csv
 from churn.errors import ModelError, PredictionLogError
-from churn.params import MonitoringParams, Params
+from churn.params import MonitoringParams
 from churn.performance import figures, read_baseline, roc_auc, run, windows
 from churn.predlog import (
     FEEDBACK,
@@ -45,7 +43,6 @@ from churn.serving.recorder import Recorder, RecorderMetrics
 from churn.serving.schemas import EXAMPLE, Customer
 from churn.serving.settings import ServingSettings
 from churn.serving.sinks import FileSink, recover_open_files, s3_client
-from tests.conftest import FIXTURE
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 SHA = "a" * 64
@@ -303,25 +300,9 @@ def test_a_failed_write_is_counted_and_the_next_one_succeeds(tmp_path: Path) -> 
 
 
 @pytest.fixture(scope="module")
-def small_model(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
+def small_model(small_model_dir: Path) -> LoadedModel:
     """A real model (ONNX export and card) trained on the 32-row fixture."""
-    from churn.params import load_params
-    from tests.conftest import REPO
-
-    params: Params = load_params(REPO / "params.yaml")
-    frame = clean(read_csv(FIXTURE))
-    train_params = params.train.model_copy(update={"cv_folds": 2})
-    pipeline, metrics = train.run(frame, train_params)
-    directory = tmp_path_factory.mktemp("small-model")
-    train.write_model(
-        pipeline,
-        frame,
-        directory,
-        params=train_params,
-        drift=params.drift,
-        metrics=metrics,
-        data={},
-    )
+    directory = small_model_dir
     return loader.load_directory(directory, version="3", source="test")
 
 
