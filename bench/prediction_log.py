@@ -41,6 +41,7 @@ from serving import (
     Point,
     Target,
     churn_probability,
+    churn_serve,
     loadavg,
     machine,
     measure,
@@ -56,20 +57,6 @@ OFF, ON = "log-off", "log-on"
 
 
 def targets(venv_bin: Path, log_dir: Path, *, compress: bool, extra: list[str]) -> list[Target]:
-    def command(env: list[str]) -> Any:
-        return lambda port: [
-            "env",
-            *env,
-            str(venv_bin / "churn"),
-            "serve",
-            "--host",
-            HOST,
-            "--port",
-            str(port),
-            "--model-dir",
-            str(MODELS),
-        ]
-
     on_env = [f"CHURN_PREDICTION_LOG_DIR={log_dir}"]
     if compress:
         on_env.append("CHURN_PREDICTION_LOG_GZIP=true")
@@ -77,9 +64,13 @@ def targets(venv_bin: Path, log_dir: Path, *, compress: bool, extra: list[str]) 
     body = json.dumps(EXAMPLE)
     return [
         Target(
-            OFF, "/predict", body, command(["-u", "CHURN_PREDICTION_LOG_DIR"]), churn_probability
+            OFF,
+            "/predict",
+            body,
+            churn_serve(venv_bin, ["-u", "CHURN_PREDICTION_LOG_DIR"]),
+            churn_probability,
         ),
-        Target(ON, "/predict", body, command(on_env), churn_probability),
+        Target(ON, "/predict", body, churn_serve(venv_bin, on_env), churn_probability),
     ]
 
 

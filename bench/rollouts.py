@@ -56,6 +56,7 @@ from serving import (
     BenchError,
     Target,
     churn_probability,
+    churn_serve,
     loadavg,
     machine,
     measure,
@@ -84,24 +85,13 @@ end
 
 
 def targets(venv_bin: Path, challenger: Path, log_dir: Path | None) -> list[Target]:
-    def command(name: str, env: list[str]) -> Any:
+    def command(name: str, env: list[str]) -> Callable[[int], list[str]]:
         if log_dir is not None:
             env = [*env, f"CHURN_PREDICTION_LOG_DIR={log_dir / name}"]
-        return lambda port: [
-            "env",
-            "-u",
-            "CHURN_PREDICTION_LOG_DIR",
-            "CHURN_ADMIN_ENABLED=true",  # for `loading_while_serving`; no cost per request
-            *env,
-            str(venv_bin / "churn"),
-            "serve",
-            "--host",
-            HOST,
-            "--port",
-            str(port),
-            "--model-dir",
-            str(MODELS),
-        ]
+        # Admin on for `loading_while_serving`; it costs nothing per request.
+        return churn_serve(
+            venv_bin, ["-u", "CHURN_PREDICTION_LOG_DIR", "CHURN_ADMIN_ENABLED=true", *env]
+        )
 
     candidate = f"CHURN_CHALLENGER_MODEL_DIR={challenger}"
     envs = {

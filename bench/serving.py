@@ -573,18 +573,26 @@ def targets(model_uri: str, venv_bin: Path) -> list[Target]:
             name="churn",
             path="/predict",
             body=json.dumps(EXAMPLE),
-            command=lambda port: [
-                str(venv_bin / "churn"),
-                "serve",
-                "--host",
-                HOST,
-                "--port",
-                str(port),
-                "--model-dir",
-                str(MODELS),
-            ],
+            command=churn_serve(venv_bin),
             probability=churn_probability,
         ),
+    ]
+
+
+def churn_serve(venv_bin: Path, env: list[str] | None = None) -> Callable[[int], list[str]]:
+    """`churn serve` of the pipeline's model on HOST:port, under `env` (``env`` arguments:
+    NAME=VALUE to set, ``-u NAME`` to unset), as a Target's command."""
+    prefix = ["env", *env] if env else []
+    return lambda port: [
+        *prefix,
+        str(venv_bin / "churn"),
+        "serve",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--model-dir",
+        str(MODELS),
     ]
 
 

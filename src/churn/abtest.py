@@ -26,7 +26,12 @@ import math
 from dataclasses import dataclass
 from enum import StrEnum
 from statistics import NormalDist
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from churn.params import ABTestParams
 
 CHAMPION: Final = "champion"
 CHALLENGER: Final = "challenger"
@@ -255,3 +260,28 @@ def report(
         mcnemar_p(only_champion, only_challenger),
     )
     return AbReport(verdict, paired, unlabelled)
+
+
+def main(log_dir: Path, params: ABTestParams) -> AbReport:
+    """Read the prediction log and the feedback, join them, and `report`."""
+    from churn.predlog import ReadStats, join, read_feedback, read_predictions
+
+    stats = ReadStats()
+    predictions = read_predictions(log_dir, stats)
+    joined = join(predictions, read_feedback(log_dir, stats))
+    labelled = [
+        (
+            item.prediction.variant,
+            item.prediction.churn,
+            item.churned,
+            None if item.prediction.shadow is None else item.prediction.shadow.churn,
+        )
+        for item in joined.labelled
+    ]
+    return report(
+        labelled,
+        len(predictions) - len(labelled),
+        confidence=params.confidence,
+        power=params.power,
+        min_effect=params.min_effect,
+    )

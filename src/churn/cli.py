@@ -413,29 +413,9 @@ def ab_report(log_dir: LogLocationOption, params_file: ParamsOption = Path("para
     """
     from churn import abtest
     from churn.monitor import local_log
-    from churn.predlog import ReadStats, join, read_feedback, read_predictions
 
     with _errors_as_exit_codes(), local_log(log_dir) as directory:
-        settings = load_params(params_file).ab_test
-        stats = ReadStats()
-        predictions = read_predictions(directory, stats)
-        joined = join(predictions, read_feedback(directory, stats))
-    labelled = [
-        (
-            item.prediction.variant,
-            item.prediction.churn,
-            item.churned,
-            None if item.prediction.shadow is None else item.prediction.shadow.churn,
-        )
-        for item in joined.labelled
-    ]
-    result = abtest.report(
-        labelled,
-        len(predictions) - len(labelled),
-        confidence=settings.confidence,
-        power=settings.power,
-        min_effect=settings.min_effect,
-    )
+        result = abtest.main(directory, load_params(params_file).ab_test)
     typer.echo(result.render())
 
 
