@@ -25,7 +25,7 @@ $(UV):
 	.uv/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 
 $(VENV)/.installed: $(UV) pyproject.toml uv.lock
-	$(UV) sync --locked --all-extras --python $(PYTHON) --quiet
+	$(UV) sync --locked --all-extras --python $(PYTHON) --quiet --reinstall-package churn
 	@touch $@
 
 .PHONY: install
@@ -83,10 +83,11 @@ ab-report: install ## Decide the A/B test (and shadow comparison) from LOG_DIR
 	churn ab-report --log-dir $(LOG_DIR)
 
 .PHONY: lint
-lint: install ## Check style, formatting, types, the Dockerfile, workflows and the compose stack
+lint: install ## Check style, formatting, types, import layers, the Dockerfile, workflows and the compose stack
 	ruff check .
 	ruff format --check .
 	mypy
+	lint-imports
 	hadolint Dockerfile
 	shellcheck -x containers/*.sh deploy/deploy.sh deploy/targets/*.sh scripts/*.sh .ci/run
 	actionlint

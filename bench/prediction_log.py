@@ -30,7 +30,7 @@ import urllib.request
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from serving import (
     HOST,
@@ -40,37 +40,42 @@ from serving import (
     BenchError,
     Point,
     Target,
-    churn_probability,
     churn_serve,
     loadavg,
     machine,
     measure,
     running,
+    service_body,
+    service_probability,
     wrk,
     wrk_command,
 )
 
-from churn.predlog import PREDICTIONS, read_lines
-from churn.serving.schemas import EXAMPLE
+from churn.core.domain import load_domain
+from churn.monitoring.predlog import PREDICTIONS, read_lines
+
+if TYPE_CHECKING:
+    from churn.core.contract import Contract
 
 OFF, ON = "log-off", "log-on"
 
 
-def targets(venv_bin: Path, log_dir: Path, *, compress: bool, extra: list[str]) -> list[Target]:
+def targets(
+    venv_bin: Path, log_dir: Path, body: str, *, compress: bool, extra: list[str]
+) -> list[Target]:
     on_env = [f"CHURN_PREDICTION_LOG_DIR={log_dir}"]
     if compress:
         on_env.append("CHURN_PREDICTION_LOG_GZIP=true")
     on_env += extra
-    body = json.dumps(EXAMPLE)
     return [
         Target(
             OFF,
             "/predict",
             body,
             churn_serve(venv_bin, ["-u", "CHURN_PREDICTION_LOG_DIR"]),
-            churn_probability,
+            service_probability,
         ),
-        Target(ON, "/predict", body, churn_serve(venv_bin, on_env), churn_probability),
+        Target(ON, "/predict", body, churn_serve(venv_bin, on_env), service_probability),
     ]
 
 
@@ -154,26 +159,26 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def in_process(cpu: int) -> dict[str, float]:
+def in_process(cpu: int, contract: Contract) -> dict[str, float]:
     """CPU microseconds per record of each step, in this process pinned to ``cpu``.
 
     Stable where the load test is noisy: the request path's share (encoding
-    one customer's line and appending it to the buffer) and the background
+    one record's line and appending it to the buffer) and the background
     thread's (writing and fsyncing a batch of 1,000 lines, plain and gzip).
     """
     import time
 
-    from churn.serving import loader
+    from churn.serving import loader, schemas
     from churn.serving.middleware import ServiceMetrics
     from churn.serving.prediction_log import encode_predictions
     from churn.serving.recorder import Recorder, RecorderMetrics
-    from churn.serving.schemas import Customer
     from churn.serving.settings import ServingSettings
     from churn.serving.sinks import FileSink
 
     os.sched_setaffinity(0, {cpu})
-    model = loader.load(ServingSettings(model_dir=MODELS))
-    customer = Customer.model_validate_json(json.dumps(EXAMPLE))
+    model = loader.load(ServingSettings(model_dir=MODELS), contract)
+    api = schemas.build(contract)
+    record = api.Record.model_validate_json(service_body(contract))
     request_id = "0123456789abcdef0123456789abcdef"  # a uuid4().hex, as the service makes
     records = 1000
     metrics = ServiceMetrics()
@@ -196,7 +201,9 @@ def in_process(cpu: int) -> dict[str, float]:
             )
             start = time.process_time()
             lines = [
-                encode_predictions(time.time(), request_id, model, (customer,), (0.5,))
+                encode_predictions(
+                    time.time(), request_id, model, (record,), (0.5,), id_field=api.id_field
+                )
                 for _ in range(records)
             ]
             middle = time.process_time()
@@ -249,7 +256,7 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, contract: Contract) -> dict[str, Any]:
     if {args.server_cpu, args.client_cpu} - os.sched_getaffinity(0):
         raise BenchError(f"cores {args.server_cpu} and {args.client_cpu} must both be available")
     wrk_command()
@@ -261,10 +268,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="churn-bench-log-") as tmp:
         work = Path(tmp)
         script = work / "predict.lua"
-        script.write_text(LUA.format(body=json.dumps(EXAMPLE)))
+        body = service_body(contract)
+        script.write_text(LUA.format(body=body))
         for repeat in range(1, args.repeats + 1):
             log_dir = work / f"log-{repeat}"
-            pair = targets(venv_bin, log_dir, compress=args.gzip, extra=args.log_env)
+            pair = targets(venv_bin, log_dir, body, compress=args.gzip, extra=args.log_env)
             order = pair if repeat % 2 else pair[::-1]
             print(
                 f"repeat {repeat}/{args.repeats}: {', '.join(t.name for t in order)}",
@@ -320,10 +328,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     args = parse_args()
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    contract = load_domain().contract
     try:
-        report = run(args)
+        report = run(args, contract)
         if not args.skip_in_process:
-            report["in_process_cpu_per_record"] = in_process(args.server_cpu)
+            report["in_process_cpu_per_record"] = in_process(args.server_cpu, contract)
     except BenchError as exc:
         sys.exit(f"error: {exc}")
     args.out.parent.mkdir(parents=True, exist_ok=True)

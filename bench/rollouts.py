@@ -4,14 +4,15 @@ Three `churn serve` processes on the pipeline's ``models/``:
 
 - ``off``: no candidate (the service as it runs without rollouts);
 - ``ab``: a candidate in the standby slot (``CHURN_CHALLENGER_MODEL_DIR``)
-  answering ``CHURN_AB_CHALLENGER_SHARE`` (0.5) of the customers;
-- ``shadow``: the same candidate scoring every customer in shadow mode
+  answering ``CHURN_AB_CHALLENGER_SHARE`` (0.5) of the records;
+- ``shadow``: the same candidate scoring every record in shadow mode
   (``CHURN_SHADOW``), its scores logged, never returned.
 
 The candidate is ``--challenger`` (default: ``models/`` itself, an A/A
 setup: any logistic regression of the contract's features costs the same to
-score). Every request carries a random customer id (``wrk`` draws one of
-10,000 per request), so the A/B server really splits its traffic; all three
+score). Every request carries a random record id (``wrk`` draws one of up
+to 10,000 real ids from ``data/raw`` per request), so the A/B server really
+splits its traffic; all three
 servers get the same script. With ``--log`` all three also write the
 prediction log, where the shadow's score and the variant go.
 
@@ -46,7 +47,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prediction_log import cpu_us_per_request
 from serving import (
@@ -55,36 +56,62 @@ from serving import (
     REPO,
     BenchError,
     Target,
-    churn_probability,
     churn_serve,
     loadavg,
     machine,
     measure,
     running,
+    service_body,
+    service_probability,
     wrk,
     wrk_command,
 )
 
-from churn.serving.schemas import EXAMPLE
+from churn.core.contract import api_name
+from churn.core.domain import load_domain
+
+if TYPE_CHECKING:
+    from churn.core.domain import Domain
 
 OFF, AB, SHADOW = "off", "ab", "shadow"
 SERVERS = (OFF, AB, SHADOW)
 SHARE = 0.5
-PLACEHOLDER = "CUSTOMER_ID"
-# One of 10,000 customer ids per request, drawn by wrk (on its own core).
+IDS = 10_000
+PLACEHOLDER = "RECORD_ID"
+# One of the ids per request, drawn by wrk (on its own core).
 LUA = """\
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 local template = [==[BODY]==]
+local ids = {IDS}
 math.randomseed(1)
 request = function()
-  local id = string.format("%04d-ABCDE", math.random(0, 9999))
-  return wrk.format(nil, nil, nil, (template:gsub("CUSTOMER_ID", id)))
+  local id = ids[math.random(1, #ids)]:gsub("%%", "%%%%")
+  return wrk.format(nil, nil, nil, (template:gsub("RECORD_ID", id)))
 end
 """
 
 
-def targets(venv_bin: Path, challenger: Path, log_dir: Path | None) -> list[Target]:
+def record_ids(domain: Domain, count: int = IDS) -> list[str]:
+    """Up to ``count`` distinct record ids of the raw data (valid ids, whatever their format)."""
+    from churn.core.data import load
+
+    frame = load(sorted((REPO / "data" / "raw").glob("*.csv")), domain)
+    ids = frame[domain.contract.id.name].dropna().astype(str).drop_duplicates()
+    if ids.empty:
+        raise BenchError("the raw data has no record ids to send")
+    return ids.head(count).tolist()
+
+
+def lua_script(domain: Domain) -> str:
+    """The wrk script: the example record, with one of the raw data's ids per request."""
+    contract = domain.contract
+    body = json.dumps({**contract.api_example(), api_name(contract.id.name): PLACEHOLDER})
+    ids = ", ".join(f"[==[{value}]==]" for value in record_ids(domain))
+    return LUA.replace("BODY", body).replace("{IDS}", "{" + ids + "}")
+
+
+def targets(venv_bin: Path, challenger: Path, log_dir: Path | None, body: str) -> list[Target]:
     def command(name: str, env: list[str]) -> Callable[[int], list[str]]:
         if log_dir is not None:
             env = [*env, f"CHURN_PREDICTION_LOG_DIR={log_dir / name}"]
@@ -99,9 +126,8 @@ def targets(venv_bin: Path, challenger: Path, log_dir: Path | None) -> list[Targ
         AB: [candidate, f"CHURN_AB_CHALLENGER_SHARE={SHARE}", "CHURN_AB_SALT=bench"],
         SHADOW: [candidate, "CHURN_SHADOW=true"],
     }
-    body = json.dumps(EXAMPLE)
     return [
-        Target(name, "/predict", body, command(name, env), churn_probability)
+        Target(name, "/predict", body, command(name, env), service_probability)
         for name, env in envs.items()
     ]
 
@@ -223,30 +249,31 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def in_process(cpu: int, challenger: Path) -> dict[str, float]:
-    """Microseconds per one-customer request of each step, in this process pinned to ``cpu``.
+def in_process(cpu: int, challenger: Path, domain: Domain) -> dict[str, float]:
+    """Microseconds per one-record request of each step, in this process pinned to ``cpu``.
 
     Routing and scoring (`Traffic.score`) without a candidate, with A/B on
     and with shadow on; and encoding the log line with and without a shadow
     score.
     """
-    from churn.serving import loader
+    from churn.serving import loader, schemas
     from churn.serving.middleware import ServiceMetrics
     from churn.serving.prediction_log import encode_predictions
     from churn.serving.rollout import Slots, Traffic
-    from churn.serving.schemas import Customer, model_inputs
     from churn.serving.settings import ServingSettings
 
     os.sched_setaffinity(0, {cpu})
+    contract = domain.contract
     settings = ServingSettings(model_dir=MODELS)
-    champion = loader.load(settings)
-    candidate = loader.load(settings.model_copy(update={"model_dir": challenger}))
+    champion = loader.load(settings, contract)
+    candidate = loader.load(settings.model_copy(update={"model_dir": challenger}), contract)
     metrics = ServiceMetrics()
-    customer = Customer.model_validate_json(json.dumps(EXAMPLE))
-    inputs = model_inputs([customer])
-    ids = (customer.__dict__["customer_id"],)
-    # A different customer each call, as under wrk: the A/B test then uses both models.
-    rotating = itertools.cycle([(f"{number:04d}-ABCDE",) for number in range(10_000)])
+    api = schemas.build(contract)
+    record = api.Record.model_validate_json(service_body(contract))
+    inputs = api.model_inputs([record])
+    ids = (getattr(record, api.id_field),)
+    # A different record each call, as under wrk: the A/B test then uses both models.
+    rotating = itertools.cycle([(value,) for value in record_ids(domain)])
     plain = Traffic.build(Slots(champion), settings, metrics)
     ab = Traffic.build(
         Slots(champion).load(candidate),
@@ -265,15 +292,22 @@ def in_process(cpu: int, challenger: Path) -> dict[str, float]:
             for name, traffic in ((OFF, plain), (AB, ab), (SHADOW, shadow))
         },
         "encode_us": partial(
-            encode_predictions, now, "r" * 32, champion, (customer,), scored.scores
+            encode_predictions,
+            now,
+            "r" * 32,
+            champion,
+            (record,),
+            scored.scores,
+            id_field=api.id_field,
         ),
         "encode_with_shadow_us": partial(
             encode_predictions,
             now,
             "r" * 32,
             champion,
-            (customer,),
+            (record,),
             scored.scores,
+            id_field=api.id_field,
             shadow=scored.shadow,
         ),
     }
@@ -326,7 +360,7 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, domain: Domain) -> dict[str, Any]:
     if {args.server_cpu, args.client_cpu} - os.sched_getaffinity(0):
         raise BenchError(f"cores {args.server_cpu} and {args.client_cpu} must both be available")
     wrk_command()
@@ -339,9 +373,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="churn-bench-rollouts-") as tmp:
         work = Path(tmp)
         script = work / "predict.lua"
-        body = json.dumps({**EXAMPLE, "customer_id": PLACEHOLDER})
-        script.write_text(LUA.replace("BODY", body))
-        servers_targets = targets(venv_bin, args.challenger, work if args.log else None)
+        script.write_text(lua_script(domain))
+        body = service_body(domain.contract)  # what a server is first checked with
+        servers_targets = targets(venv_bin, args.challenger, work if args.log else None, body)
         for repeat in range(1, args.repeats + 1):
             shift = (repeat - 1) % len(servers_targets)
             order = servers_targets[shift:] + servers_targets[:shift]
@@ -386,10 +420,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     args = parse_args()
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    domain = load_domain()
     try:
-        report = run(args)
+        report = run(args, domain)
         if not args.skip_in_process:
-            report["in_process_us"] = in_process(args.server_cpu, args.challenger)
+            report["in_process_us"] = in_process(args.server_cpu, args.challenger, domain)
     except BenchError as exc:
         sys.exit(f"error: {exc}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -410,7 +445,7 @@ def main() -> None:
         if entry["server"] != OFF:
             print(f"- {entry}")
     for name, value in report.get("in_process_us", {}).items():
-        print(f"- in process, one customer: {name} {value}")
+        print(f"- in process, one record: {name} {value}")
     print(f"\nMedian (min-max) of {args.repeats} repeat(s). Written to {args.out}")
 
 

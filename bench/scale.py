@@ -1,9 +1,10 @@
 """How the pipeline scales with data size: wall time and peak memory per stage.
 
-For each size, in a fresh temporary directory, this writes a synthetic raw
-CSV (`synth.synthesize`), copies the repository's ``params.yaml`` and runs
-the four stages as subprocesses with the same commands as ``dvc.yaml``, only
-with paths inside that directory. Running the real ``churn`` command, not
+For each size, in a fresh temporary directory, this writes a raw CSV of
+synthetic records of the domain's contract (`synth.write`, which calls
+`churn.core.synth.generate`), copies the repository's ``params.yaml`` and
+runs the four stages as subprocesses with the same commands as ``dvc.yaml``,
+only with paths inside that directory. Running the real ``churn`` command, not
 the Python functions, measures what ``dvc repro`` pays: interpreter start,
 imports and file I/O included.
 
@@ -12,7 +13,8 @@ Peak memory is the stage process's own maximum resident set size, read from
 unaffected by the memory this script holds.
 
     python bench/scale.py --rows 100000 1000000 --out bench/results
-    python bench/scale.py --include-real --rows 100000   # growth from the real 7k rows
+    python bench/scale.py --include-real --rows 100000   # growth from the real data
+    python bench/scale.py --domain tests/domains/synthetic --rows 20000
 """
 
 from __future__ import annotations
@@ -30,17 +32,19 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from synth import synthesize
+from synth import write
+
+from churn.core.domain import DOMAIN_ENV
 
 REPO = Path(__file__).resolve().parent.parent
-REAL_DATA = REPO / "data" / "raw" / "telco_churn.csv"
+RAW_DIR = REPO / "data" / "raw"
 SEED = 0
 STDERR_TAIL_LINES = 30
 MIB = 1024 * 1024
 
 # dvc.yaml's commands with every path inside the working directory.
 STAGES: dict[str, list[str]] = {
-    "prepare": ["prepare", "--raw", "raw.csv", "--out-dir", "prepared", "--params", "params.yaml"],
+    "prepare": ["prepare", "--raw", "raw", "--out-dir", "prepared", "--params", "params.yaml"],
     "validate": [
         "validate",
         "prepared/train.csv",
@@ -129,28 +133,39 @@ def run_stage(name: str, workdir: Path, env: dict[str, str]) -> StageResult:
     return StageResult(name, round(seconds, 2), round(kib / 1024, 1))
 
 
-def run_size(rows: int | None) -> SizeResult:
-    """The whole pipeline on ``rows`` synthetic records, or on the real file if None."""
+def real_files() -> list[Path]:
+    """The repository's raw data: every CSV in data/raw (what `prepare` reads)."""
+    files = sorted(RAW_DIR.glob("*.csv"))
+    if not files:
+        sys.exit(f"error: no CSV file in {RAW_DIR}")
+    return files
+
+
+def run_size(rows: int | None, domain: str | None) -> SizeResult:
+    """The whole pipeline on ``rows`` synthetic records, or on the real data if None."""
     with tempfile.TemporaryDirectory(prefix="churn-bench-") as tmp:
         workdir = Path(tmp)
-        raw = workdir / "raw.csv"
+        raw = workdir / "raw"
+        raw.mkdir()
         if rows is None:
-            shutil.copyfile(REAL_DATA, raw)
-            with raw.open() as lines:
-                result = SizeResult(rows=sum(1 for _ in lines) - 1, source="real")
+            result = SizeResult(rows=0, source="real")
+            for path in real_files():
+                shutil.copyfile(path, raw / path.name)
+                with path.open() as lines:
+                    result.rows += sum(1 for _ in lines) - 1
         else:
-            start = time.perf_counter()
-            synthesize(rows, SEED).to_csv(raw, index=False)
-            seconds = round(time.perf_counter() - start, 2)
+            seconds = write(raw / "synthetic.csv", rows, SEED, domain)
             result = SizeResult(rows=rows, source="synthetic")
-            result.stages.append(StageResult("synthesize", seconds, peak_rss_mib=None))
-        result.csv_mib = round(raw.stat().st_size / MIB, 1)
+            result.stages.append(StageResult("synthesize", round(seconds, 2), peak_rss_mib=None))
+        result.csv_mib = round(sum(p.stat().st_size for p in raw.glob("*.csv")) / MIB, 1)
         shutil.copyfile(REPO / "params.yaml", workdir / "params.yaml")
         # Keep MLflow runs out of the repository and GX off the network.
         env = os.environ | {
             "MLFLOW_TRACKING_URI": f"sqlite:///{workdir}/mlflow.db",
             "GX_ANALYTICS_ENABLED": "false",
         }
+        if domain is not None:  # the stages run in workdir: a folder must be absolute
+            env[DOMAIN_ENV] = str(Path(domain).resolve()) if Path(domain).is_dir() else domain
         for name in STAGES:
             print(f"{result.rows:>9,} rows: {name}", file=sys.stderr, flush=True)
             result.stages.append(run_stage(name, workdir, env))
@@ -183,7 +198,10 @@ def main() -> None:
         "--rows", type=int, nargs="+", default=[100_000, 1_000_000], help="synthetic sizes"
     )
     parser.add_argument(
-        "--include-real", action="store_true", help=f"first run on {REAL_DATA.name} (7,043 rows)"
+        "--include-real", action="store_true", help="first run on the real data (data/raw)"
+    )
+    parser.add_argument(
+        "--domain", help="a domain module or folder for data and stages (default: $CHURN_DOMAIN)"
     )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = parser.parse_args()
@@ -193,7 +211,7 @@ def main() -> None:
     results: list[SizeResult] = []
     try:
         for rows in sizes:
-            results.append(run_size(rows))
+            results.append(run_size(rows, args.domain))
     except StageFailedError as exc:
         sys.exit(f"error: {exc}")
 

@@ -12,8 +12,8 @@ For each repeat both servers are started fresh, on free ports on 127.0.0.1:
 1. **cold start**: from process start to the first successful answer to a
    real prediction request (interpreter start, imports, model loading and
    self-checks included);
-2. **agreement**: both must answer 200 with the same churn probability for
-   the contract's example customer (to 1e-5), or nothing is measured;
+2. **agreement**: both must answer 200 with the same probability for the
+   contract's example record (to 1e-5), or nothing is measured;
 3. **load**: a short warm-up, then ``wrk --latency`` for ``--duration``
    seconds at each connection count, the two servers alternating point by
    point so that slow phases of a noisy machine hit both;
@@ -54,10 +54,12 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from churn import contract
-from churn.serving.schemas import EXAMPLE
+from churn.core.domain import load_domain
+
+if TYPE_CHECKING:
+    from churn.core.contract import Contract
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS = REPO / "models"
@@ -84,25 +86,35 @@ class Target:
 
     name: str
     path: str  # the prediction route
-    body: str  # JSON request body for the example customer
+    body: str  # JSON request body for the example record
     command: Callable[[int], list[str]]  # port -> argv (without taskset)
-    probability: Callable[[Any], float]  # parsed response -> P(churn)
+    probability: Callable[[Any], float]  # parsed response -> P(positive class)
 
 
-def mlflow_body() -> str:
-    """The example customer as MLflow's ``dataframe_split`` input, in contract column names.
+def example_row(contract: Contract) -> dict[str, Any]:
+    """The contract's example record's features, in contract column names and order;
+    numbers as doubles, as the logged MLflow signature declares them."""
+    numeric = set(contract.numeric_names)
+    example = contract.example
+    return {c: float(example[c]) if c in numeric else example[c] for c in contract.feature_names}
+
+
+def mlflow_body(contract: Contract) -> str:
+    """The example record as MLflow's ``dataframe_split`` input, in contract column names.
 
     The columns are the contract's features in the model's order, the same as
-    the logged ``serving_input_example.json`` (`check_example_columns`);
-    numbers are sent as doubles, as the logged signature declares them.
+    the logged ``serving_input_example.json`` (`check_example_columns`).
     """
-    names = contract.feature_names()
-    numeric = set(contract.numeric_names())
-    row = [float(contract.EXAMPLE[c]) if c in numeric else contract.EXAMPLE[c] for c in names]
-    return json.dumps({"dataframe_split": {"columns": names, "data": [row]}})
+    row = example_row(contract)
+    return json.dumps({"dataframe_split": {"columns": list(row), "data": [list(row.values())]}})
 
 
-def check_example_columns(model_uri: str) -> list[str]:
+def service_body(contract: Contract) -> str:
+    """The example record as `churn serve`'s ``/predict`` body."""
+    return json.dumps(contract.api_example())
+
+
+def check_example_columns(model_uri: str, contract: Contract) -> list[str]:
     """The columns of the logged ``serving_input_example.json``, checked against the contract."""
     import mlflow
 
@@ -116,18 +128,18 @@ def check_example_columns(model_uri: str) -> list[str]:
         if not example.is_file():
             raise BenchError(f"{model_uri}: no serving_input_example.json (logged without one?)")
         columns: list[str] = json.loads(example.read_text())["dataframe_split"]["columns"]
-    if columns != contract.feature_names():
+    if columns != list(contract.feature_names):
         raise BenchError(f"{model_uri}: example columns {columns} are not the contract's features")
     return columns
 
 
 def mlflow_probability(answer: Any) -> float:
-    # predict_proba through pyfunc: {"predictions": [[P(stay), P(churn)]]}
+    # predict_proba through pyfunc: {"predictions": [[P(negative), P(positive)]]}
     return float(answer["predictions"][0][1])
 
 
-def churn_probability(answer: Any) -> float:
-    return float(answer["churn_probability"])
+def service_probability(answer: Any) -> float:
+    return float(answer["probability"])
 
 
 def post(url: str, body: str, timeout: float) -> tuple[int, Any]:
@@ -421,44 +433,43 @@ def per_call_us(
     return {"best_us": round(min(loops), 2), "median_us": round(statistics.median(loops), 2)}
 
 
-def in_process(model_uri: str, cpu: int) -> dict[str, dict[str, float]]:
+def in_process(model_uri: str, cpu: int, contract: Contract) -> dict[str, dict[str, float]]:
     """Time the pieces of one prediction in this process, pinned to ``cpu``."""
     import numpy as np
     import pandas as pd
     from mlflow import pyfunc
 
-    from churn.model import load_model
+    from churn.pipeline.model import load_model
+    from churn.serving import schemas
     from churn.serving.onnx_model import CATEGORICAL_INPUT, NUMERIC_INPUT, OUTPUT, OnnxModel
-    from churn.serving.schemas import Customer, model_inputs
 
     os.sched_setaffinity(0, {cpu})
-    names = contract.feature_names()
-    numeric = contract.numeric_names()
-    row = {c: float(contract.EXAMPLE[c]) if c in numeric else contract.EXAMPLE[c] for c in names}
+    names = list(contract.feature_names)
+    row = example_row(contract)
     one_row = {c: [v] for c, v in row.items()}
 
-    onnx = OnnxModel((MODELS / "model.onnx").read_bytes())
+    numeric, categorical = contract.numeric_names, contract.categorical_names
+    onnx = OnnxModel((MODELS / "model.onnx").read_bytes(), contract)
     feeds = {
         NUMERIC_INPUT: np.asarray([[row[c] for c in numeric]], dtype=np.float32),
-        CATEGORICAL_INPUT: np.asarray(
-            [[row[c] for c in contract.categorical_names()]], dtype=object
-        ),
+        CATEGORICAL_INPUT: np.asarray([[row[c] for c in categorical]], dtype=object),
     }
     session = onnx._session  # the very session predict() uses
     pipeline, _ = load_model(MODELS)
     frame = pd.DataFrame([row], columns=names)
     logged = pyfunc.load_model(model_uri)
-    body = json.dumps(EXAMPLE)
-    customer = Customer.model_validate_json(body)
+    api = schemas.build(contract)
+    body = service_body(contract)
+    record = api.Record.model_validate_json(body)
 
     timings = {
         "onnx_session_run": per_call_us(lambda: session.run([OUTPUT], feeds)),
         "onnx_model_predict": per_call_us(lambda: onnx.predict_columns(one_row)),
         "churn_validate_and_predict": per_call_us(
-            lambda: onnx.predict(*model_inputs([Customer.model_validate_json(body)]))
+            lambda: onnx.predict(*api.model_inputs([api.Record.model_validate_json(body)]))
         ),
-        "churn_request_validation": per_call_us(lambda: Customer.model_validate_json(body)),
-        "churn_model_inputs": per_call_us(lambda: model_inputs([customer])),
+        "churn_request_validation": per_call_us(lambda: api.Record.model_validate_json(body)),
+        "churn_model_inputs": per_call_us(lambda: api.model_inputs([record])),
         "sklearn_predict_proba": per_call_us(lambda: pipeline.predict_proba(frame)),
         "sklearn_frame_and_predict_proba": per_call_us(
             lambda: pipeline.predict_proba(pd.DataFrame([row], columns=names))
@@ -546,12 +557,12 @@ def ratios(summaries: list[Summary]) -> dict[str, float | None]:
 # --------------------------------------------------------------------------- main
 
 
-def targets(model_uri: str, venv_bin: Path) -> list[Target]:
+def targets(model_uri: str, venv_bin: Path, contract: Contract) -> list[Target]:
     return [
         Target(
             name="mlflow",
             path="/invocations",
-            body=mlflow_body(),
+            body=mlflow_body(contract),
             command=lambda port: [
                 str(venv_bin / "mlflow"),
                 "models",
@@ -572,9 +583,9 @@ def targets(model_uri: str, venv_bin: Path) -> list[Target]:
         Target(
             name="churn",
             path="/predict",
-            body=json.dumps(EXAMPLE),
+            body=service_body(contract),
             command=churn_serve(venv_bin),
-            probability=churn_probability,
+            probability=service_probability,
         ),
     ]
 
@@ -676,7 +687,7 @@ def run_record() -> dict[str, str]:
     return record
 
 
-def preflight(args: argparse.Namespace) -> Setup:
+def preflight(args: argparse.Namespace, contract: Contract) -> Setup:
     """Check the tools, cores and model; point MLflow at the repository's store."""
     if {args.server_cpu, args.client_cpu} - os.sched_getaffinity(0):
         raise BenchError(f"cores {args.server_cpu} and {args.client_cpu} must both be available")
@@ -702,8 +713,8 @@ def preflight(args: argparse.Namespace) -> Setup:
         "CHURN_MODEL_DIR": str(MODELS),
         "PYTHONUNBUFFERED": "1",
     }
-    example = check_example_columns(model_uri)
-    return Setup(record, model_uri, example, targets(model_uri, venv_bin), env)
+    example = check_example_columns(model_uri, contract)
+    return Setup(record, model_uri, example, targets(model_uri, venv_bin, contract), env)
 
 
 def measure(
@@ -740,8 +751,8 @@ def measure(
     return point
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    setup = preflight(args)
+def run(args: argparse.Namespace, contract: Contract) -> dict[str, Any]:
+    setup = preflight(args, contract)
     load_before = loadavg()
     print(
         f"mlflow serves {setup.model_uri} (run {setup.record['run_id']}, "
@@ -763,7 +774,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             with running(setup.targets, args.server_cpu, env=setup.env, logs=logs) as servers:
                 for server in servers:
                     cold[server.target.name].append(round(server.cold_start_s, 3))
-                agreement = verify(servers)
+                agreement = verify(servers, contract)
                 for server in servers:
                     if args.warmup > 0:
                         script = scripts[server.target.name]
@@ -809,8 +820,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def verify(servers: list[Server]) -> dict[str, float]:
-    """Both servers answer 200 with the same P(churn) for the example customer."""
+def verify(servers: list[Server], contract: Contract) -> dict[str, float]:
+    """Both servers answer 200 with the same probability for the example record."""
     probabilities: dict[str, float] = {}
     for server in servers:
         status, answer = post(server.url, server.target.body, timeout=30)
@@ -821,7 +832,7 @@ def verify(servers: list[Server]) -> dict[str, float]:
     difference = max(values) - min(values)
     shown = ", ".join(f"{name} {p:.8f}" for name, p in probabilities.items())
     print(
-        f"  P(churn) for customer {contract.EXAMPLE[contract.ID_COLUMN]}: {shown} "
+        f"  probability for record {contract.example[contract.id.name]}: {shown} "
         f"(|difference| {difference:.1e})",
         file=sys.stderr,
         flush=True,
@@ -835,11 +846,13 @@ def main() -> None:
     args = parse_args()
     # SIGTERM unwinds like Ctrl-C, so the `finally` that stops the servers runs.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    contract = load_domain().contract
     try:
-        report = run(args)
+        report = run(args, contract)
         if not args.skip_in_process:
             print("timing one prediction in process …", file=sys.stderr, flush=True)
-            report["in_process"] = in_process(report["model"]["mlflow_model_uri"], args.server_cpu)
+            model_uri = report["model"]["mlflow_model_uri"]
+            report["in_process"] = in_process(model_uri, args.server_cpu, contract)
     except BenchError as exc:
         sys.exit(f"error: {exc}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -849,7 +862,7 @@ def main() -> None:
     print()
     agreement = report["agreement"]
     print(
-        f"- P(churn) of customer {contract.EXAMPLE[contract.ID_COLUMN]}: "
+        f"- probability of record {contract.example[contract.id.name]}: "
         f"mlflow {agreement['mlflow']:.8f}, churn {agreement['churn']:.8f}"
     )
     for name, value in report["ratios"].items():

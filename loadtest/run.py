@@ -48,7 +48,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from churn.params import LoadtestParams, ParamsError, load_params
+from churn.core.params import LoadtestParams, ParamsError, load_params
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence

@@ -1,7 +1,7 @@
 """What the simulated users send, and how their answers are judged.
 
 Kept apart from the locustfile so that it imports no locust (and no gevent
-monkey-patching): the unit tests check that every customer in the pool is a
+monkey-patching): the unit tests check that every record in the pool is a
 valid request body and that the response checks catch what they should.
 """
 
@@ -11,61 +11,40 @@ import json
 import math
 from typing import TYPE_CHECKING, Any
 
-from churn import contract
-from churn.serving.schemas import EXAMPLE
+from churn.serving.records import ApiRecord, to_api_records
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    import pandas as pd
-
-Customer = dict[str, str | int | float]
-"""One customer as the API's JSON body: snake_case names, plain Python values."""
+    from churn.core.domain import Domain
 
 HTTP_OK = 200
-_INT_COLUMNS = frozenset(c.name for c in contract.NUMERIC_FEATURES if c.kind == "int")
-_FLOAT_COLUMNS = frozenset(c.name for c in contract.NUMERIC_FEATURES if c.kind != "int")
 
 
-def _to_api(row: pd.Series) -> Customer:
-    """One cleaned CSV row as a request body: ints stay ints (the API is strict)."""
-    customer: Customer = {}
-    for column, value in row.items():
-        name = str(column)
-        if name in _INT_COLUMNS:
-            customer[contract.api_name(name)] = int(value)
-        elif name in _FLOAT_COLUMNS:
-            customer[contract.api_name(name)] = float(value)
-        else:
-            customer[contract.api_name(name)] = str(value)
-    return customer
+def record_pool(raw_files: list[Path], domain: Domain, size: int, seed: int) -> list[ApiRecord]:
+    """The contract's example plus ``size`` records drawn (seeded) from the raw files.
 
-
-def customer_pool(raw_csv: Path, size: int, seed: int) -> list[Customer]:
-    """`EXAMPLE` plus ``size`` customers drawn (seeded) from the real raw file.
-
-    The file goes through the pipeline's own cleaning (`churn.data.load`) and
-    feature selection (`churn.data.features`), so the pool holds exactly what
-    the model was trained on, in the API's snake_case JSON. Rows with a
-    missing value (none in the shipped file) are skipped, not repaired.
+    The files go through the pipeline's own reading and repairs
+    (`churn.core.data.load`), so the pool holds what the model was trained
+    on, as API records (`churn.serving.records.to_api_records`). Rows with
+    a missing value are skipped, not repaired.
     """
-    from churn.data import features, load
+    from churn.core.data import load
 
-    frame = load([raw_csv])
-    columns = features(frame)
-    columns.insert(0, contract.ID_COLUMN, frame[contract.ID_COLUMN])
-    complete = columns.dropna()
+    contract = domain.contract
+    frame = load(raw_files, domain)
+    complete = frame[[contract.id.name, *contract.feature_names]].dropna()
     if complete.empty:
-        raise ValueError(f"{raw_csv}: no complete customer rows to send")
+        raise ValueError(f"{', '.join(map(str, raw_files))}: no complete rows to send")
     sample = complete.sample(n=min(size, len(complete)), random_state=seed)
-    return [dict(EXAMPLE), *(_to_api(row) for _, row in sample.iterrows())]
+    return [contract.api_example(), *to_api_records(sample, contract)]
 
 
 def _probability_problem(value: Any, where: str) -> str | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        return f"{where}: churn_probability is {value!r}, not a number"
+        return f"{where}: probability is {value!r}, not a number"
     if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        return f"{where}: churn_probability {value!r} is outside [0, 1]"
+        return f"{where}: probability {value!r} is outside [0, 1]"
     return None
 
 
@@ -89,7 +68,7 @@ def prediction_problem(status: int, body: str | None) -> str | None:
         return problem
     if not isinstance(payload, dict):
         return "HTTP 200 but the body is not a JSON object"
-    return _probability_problem(payload.get("churn_probability"), "prediction")
+    return _probability_problem(payload.get("probability"), "prediction")
 
 
 def batch_problem(status: int, body: str | None, expected: int) -> str | None:
@@ -101,9 +80,9 @@ def batch_problem(status: int, body: str | None, expected: int) -> str | None:
     if not isinstance(predictions, list):
         return "HTTP 200 but the body has no predictions list"
     if len(predictions) != expected:
-        return f"{len(predictions)} predictions for {expected} customers"
+        return f"{len(predictions)} predictions for {expected} records"
     for index, prediction in enumerate(predictions):
-        value = prediction.get("churn_probability") if isinstance(prediction, dict) else None
+        value = prediction.get("probability") if isinstance(prediction, dict) else None
         if (found := _probability_problem(value, f"predictions[{index}]")) is not None:
             return found
     return None

@@ -8,29 +8,54 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from churn.data import read_csv
-from churn.params import Params, load_params
+from churn.core.contract import Contract
+from churn.core.data import read_csv
+from churn.core.domain import Domain, load_domain
+from churn.core.params import Params, load_params
 
-REPO = Path(__file__).resolve().parents[1]
-RAW_DATA = REPO / "data" / "raw" / "telco_churn.csv"
-FIXTURE = REPO / "tests" / "fixtures" / "customers.csv"
+from tests.support.data import sample_frame
+from tests.support.paths import PARAMS, raw_files
+
+SAMPLE_ROWS = 40
+
+
+@pytest.fixture(scope="session")
+def domain() -> Domain:
+    """The domain the suite runs on: the package's own room, or ``$CHURN_DOMAIN``."""
+    return load_domain()
+
+
+@pytest.fixture(scope="session")
+def contract(domain: Domain) -> Contract:
+    return domain.contract
 
 
 @pytest.fixture(scope="session")
 def params() -> Params:
-    return load_params(REPO / "params.yaml")
+    return load_params(PARAMS)
 
 
 @pytest.fixture(scope="session")
 def raw_real() -> pd.DataFrame:
-    """The real raw file as text columns (treat as read-only; copy to modify)."""
-    return read_csv(RAW_DATA)
+    """The real raw data as text columns (treat as read-only; copy to modify)."""
+    frames = [read_csv(path) for path in raw_files()]
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
+@pytest.fixture(scope="session")
+def sample_csv(raw_real: pd.DataFrame, contract: Contract, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small real sample in the raw format: SAMPLE_ROWS rows, both classes in
+    proportion (seeded), every categorical level present where the data has it
+    in few rows. Seconds to train on, for unit tests."""
+    path = tmp_path_factory.mktemp("sample") / "sample.csv"
+    sample_frame(raw_real, contract, SAMPLE_ROWS).to_csv(path, index=False)
+    return path
 
 
 @pytest.fixture
-def raw_fixture() -> pd.DataFrame:
-    """32 real customers in the raw format, incl. two with zero tenure."""
-    return read_csv(FIXTURE)
+def raw_sample(sample_csv: Path) -> pd.DataFrame:
+    """`sample_csv` as text columns (a fresh copy per test)."""
+    return read_csv(sample_csv)
 
 
 @pytest.fixture(autouse=True)
@@ -48,15 +73,16 @@ def _restore_mlflow_tracking_uri() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def small_model_dir(params: Params, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def small_model_dir(
+    params: Params, domain: Domain, sample_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real model directory (skops, ONNX, card, drift profile) trained on the
-    32-row fixture, written as `train` writes it: seconds, for unit tests."""
-    from churn import train
-    from churn.data import clean
+    sample, written as `train` writes it: seconds, for unit tests."""
+    from churn.core.data import clean
+    from churn.pipeline import train
 
-    frame = clean(read_csv(FIXTURE))
+    frame = clean(read_csv(sample_csv), domain)
     train_params = params.train.model_copy(update={"cv_folds": 2})
-    pipeline, metrics = train.run(frame, train_params)
+    pipeline, metrics = train.run(frame, train_params, domain.contract)
     directory = tmp_path_factory.mktemp("small-model")
     train.write_model(
         pipeline,
@@ -66,5 +92,6 @@ def small_model_dir(params: Params, tmp_path_factory: pytest.TempPathFactory) ->
         drift=params.drift,
         metrics=metrics,
         data={},
+        contract=domain.contract,
     )
     return directory

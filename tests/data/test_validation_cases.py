@@ -1,129 +1,100 @@
 """The validate stage catches each kind of bad data, and lets valid variations pass.
 
-Each case edits real records in the raw (text) format, as a broken export
-would, then runs the same clean + validate path as the pipeline.
+The cases come from the contract (`tests.support.bad_data`): each edits good
+real records in the raw (text) format, as a broken export would, then runs
+the same clean + validate path as the pipeline.
 """
 
-from collections.abc import Callable
+from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
-from churn.data import clean
-from churn.validation import ValidationReport, validate
+from churn.core.contract import Contract
+from churn.core.data import clean, read_csv
+from churn.core.domain import Domain, load_domain
+from churn.pipeline.validation import ValidationReport, validate
+from tests.support.bad_data import (
+    COLUMNS,
+    LEVELS,
+    NOT_NULL,
+    RANGE,
+    ROWS,
+    TYPE,
+    UNIQUE,
+    Edit,
+    bad_cases,
+    set_cell,
+    unknown,
+)
 
-Edit = Callable[[pd.DataFrame], pd.DataFrame]
+# Built at collection, from the domain the `domain` fixture loads too.
+CASES = {case.name: case for case in bad_cases(load_domain())}
 
 
 @pytest.fixture(scope="module")
-def sample(raw_real: pd.DataFrame) -> pd.DataFrame:
-    """1,500 real customers: enough for the class-balance check, quick to validate."""
-    return raw_real.sample(1500, random_state=0).reset_index(drop=True)
+def sample(sample_csv: Path) -> pd.DataFrame:
+    """Real records, both classes, every level the data has: quick to validate."""
+    return read_csv(sample_csv)
 
 
-def _set(column: str, value: str | None, row: int = 0) -> Edit:
-    """Write one raw field; None is an empty field (read as missing)."""
+def _check(frame: pd.DataFrame, domain: Domain, source: str) -> ValidationReport:
+    return validate(clean(frame, domain), [source], domain.contract)
 
+
+def test_the_sample_itself_passes(sample: pd.DataFrame, domain: Domain) -> None:
+    report = _check(sample.copy(), domain, "sample")
+    assert report.success, report.render()
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_data_is_caught_and_named(sample: pd.DataFrame, domain: Domain, name: str) -> None:
+    case = CASES[name]
+    report = _check(case.edit(sample.copy()), domain, name)
+    text = report.render()
+    assert not report.success
+    failed = [
+        c for c in report.failures if (c.column, c.expectation) == (case.column, case.expectation)
+    ]
+    assert failed, text
+    assert text.startswith("FAILED")
+    assert f"- {case.column}:" in text
+    if case.example is not None:
+        assert any(case.example in c.examples for c in failed), failed
+        assert repr(case.example) in text
+
+
+def test_every_kind_of_fault_has_a_case(contract: Contract) -> None:
+    kinds = {c.expectation for c in CASES.values()}
+    assert kinds >= {COLUMNS, ROWS, TYPE, RANGE, LEVELS, NOT_NULL, UNIQUE}
+    ranged = {c.column for c in CASES.values() if c.expectation == RANGE}
+    assert ranged == set(contract.numeric_names)
+    rules = [c for c in CASES.values() if c.name.startswith("rule:")]
+    assert len(rules) == 2 * len(contract.implications)
+
+
+def test_single_class_fails_only_the_balance_check(sample: pd.DataFrame, domain: Domain) -> None:
+    report = _check(CASES["single-class label"].edit(sample.copy()), domain, "one class")
+    low = domain.contract.label.positive_rate[0]
+    positive = domain.contract.label.positive
+    assert [c.rule for c in report.failures] == [
+        f"class balance: at least {low:.0%} of labels are {positive!r}"
+    ]
+
+
+def test_missing_column_does_not_flood_the_report(sample: pd.DataFrame, domain: Domain) -> None:
+    dropped = domain.contract.categorical_names[0]
+    text = _check(sample.drop(columns=[dropped]), domain, "missing").render()
+    assert f"missing: [{dropped!r}]" in text
+    assert "could not run on the columns above" in text
+    assert f"- {dropped}:" not in text
+
+
+def _half_of_each_class(label: str) -> Edit:
     def edit(frame: pd.DataFrame) -> pd.DataFrame:
-        frame[column] = frame[column].mask(frame.index == row, value)
-        return frame
+        return frame.groupby(label, group_keys=False).sample(frac=0.5, random_state=2)
 
     return edit
-
-
-def _first(frame: pd.DataFrame, column: str, value: str) -> int:
-    return int(np.flatnonzero(frame[column].eq(value).to_numpy())[0])
-
-
-def _duplicate_id(frame: pd.DataFrame) -> pd.DataFrame:
-    return _set("customerID", str(frame["customerID"].iloc[0]), row=1)(frame)
-
-
-def _one_class(frame: pd.DataFrame) -> pd.DataFrame:
-    frame["Churn"] = "No"
-    return frame
-
-
-def _phone_rule(frame: pd.DataFrame) -> pd.DataFrame:
-    frame.loc[_first(frame, "PhoneService", "No"), "MultipleLines"] = "No"
-    return frame
-
-
-def _internet_rule(frame: pd.DataFrame) -> pd.DataFrame:
-    frame.loc[_first(frame, "InternetService", "No"), "TechSupport"] = "Yes"
-    return frame
-
-
-def _blank_total_for_existing_customer(frame: pd.DataFrame) -> pd.DataFrame:
-    frame.loc[_first(frame, "tenure", "5"), "TotalCharges"] = " "
-    return frame
-
-
-def _row(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.iloc[:0]
-
-
-def _failed(report: ValidationReport) -> set[tuple[str, str]]:
-    return {(c.column, c.expectation) for c in report.failures}
-
-
-COLUMNS = "expect_table_columns_to_match_set"
-ROWS = "expect_table_row_count_to_be_between"
-TYPE = "expect_column_values_to_be_in_type_list"
-RANGE = "expect_column_values_to_be_between"
-LEVELS = "expect_column_values_to_be_in_set"
-NOT_NULL = "expect_column_values_to_not_be_null"
-UNIQUE = "expect_column_values_to_be_unique"
-PATTERN = "expect_column_values_to_match_regex"
-
-# case: (edit, column, failing expectation, an offending value the report shows)
-BAD_CASES: dict[str, tuple[Edit, str, str, object]] = {
-    "missing column": (lambda f: f.drop(columns=["Contract"]), "(table)", COLUMNS, None),
-    "extra column": (lambda f: f.assign(Region="CA"), "(table)", COLUMNS, None),
-    "header only": (_row, "(table)", ROWS, None),
-    "wrong type": (_set("tenure", "twelve"), "tenure", TYPE, "twelve"),
-    "not an integer": (_set("tenure", "1.5"), "tenure", TYPE, 1.5),
-    "out of range": (_set("MonthlyCharges", "999"), "MonthlyCharges", RANGE, 999.0),
-    "negative": (_set("tenure", "-3"), "tenure", RANGE, -3),
-    "unknown level": (_set("Contract", "Weekly"), "Contract", LEVELS, "Weekly"),
-    "null": (_set("gender", None), "gender", NOT_NULL, None),
-    "blank total, tenure > 0": (_blank_total_for_existing_customer, "TotalCharges", NOT_NULL, None),
-    "duplicate id": (_duplicate_id, "customerID", UNIQUE, None),
-    "malformed id": (_set("customerID", "12345-abc"), "customerID", PATTERN, "12345-abc"),
-    "bad label": (_set("Churn", "Maybe"), "Churn", LEVELS, "Maybe"),
-    "single-class label": (_one_class, "Churn", LEVELS, None),
-    "phone cross-field rule": (_phone_rule, "MultipleLines", LEVELS, "No"),
-    "internet cross-field rule": (_internet_rule, "TechSupport", LEVELS, "Yes"),
-}
-
-
-@pytest.mark.parametrize("case", list(BAD_CASES))
-def test_bad_data_is_caught_and_named(sample: pd.DataFrame, case: str) -> None:
-    edit, column, expectation, example = BAD_CASES[case]
-    report = validate(clean(edit(sample.copy())), [case])
-    assert not report.success
-    assert (column, expectation) in _failed(report), report.render()
-    text = report.render()
-    assert text.startswith("FAILED")
-    assert f"- {column}:" in text
-    if example is not None:
-        failure = next(c for c in report.failures if c.column == column)
-        assert example in failure.examples
-        assert repr(example) in text
-
-
-def test_single_class_fails_only_the_balance_check(sample: pd.DataFrame) -> None:
-    report = validate(clean(_one_class(sample.copy())), ["one class"])
-    assert [c.rule for c in report.failures] == ["class balance: at least 5% of labels are 'Yes'"]
-
-
-def test_missing_column_does_not_flood_the_report(sample: pd.DataFrame) -> None:
-    report = validate(clean(sample.drop(columns=["Contract"])), ["missing"])
-    text = report.render()
-    assert "missing: ['Contract']" in text
-    assert "could not run on the columns above" in text
-    assert text.count("- Contract:") == 0
 
 
 @pytest.mark.parametrize(
@@ -131,18 +102,25 @@ def test_missing_column_does_not_flood_the_report(sample: pd.DataFrame) -> None:
     [
         pytest.param(lambda f: f[list(reversed(f.columns))], id="reordered columns"),
         pytest.param(lambda f: f.sample(frac=1, random_state=1), id="shuffled rows"),
-        pytest.param(lambda f: f.sample(300, random_state=2), id="subsample"),
+        pytest.param(None, id="subsample"),
     ],
 )
-def test_valid_variations_pass(sample: pd.DataFrame, variation: Edit) -> None:
-    report = validate(clean(variation(sample.copy())), ["variation"])
+def test_valid_variations_pass(
+    sample: pd.DataFrame, domain: Domain, variation: Edit | None
+) -> None:
+    edit = variation or _half_of_each_class(domain.contract.label.name)
+    report = _check(edit(sample.copy()), domain, "variation")
     assert report.success, report.render()
 
 
-def test_report_as_json(sample: pd.DataFrame) -> None:
-    report = validate(clean(_set("Contract", "Weekly")(sample.copy())), ["weekly.csv"])
+def test_report_as_json(sample: pd.DataFrame, domain: Domain) -> None:
+    column = domain.contract.categorical[-1]
+    level = unknown(column.levels, "not-a-level")
+    report = _check(set_cell(column.name, level)(sample.copy()), domain, "bad.csv")
     data = report.to_dict()
     assert data["success"] is False
     assert data["statistics"]["failed"] == len(data["failures"]) == 1
-    assert data["failures"][0]["examples"] == ["Weekly"]
+    assert data["failures"][0]["column"] == column.name
+    assert data["failures"][0]["expectation"] == LEVELS
+    assert data["failures"][0]["examples"] == [level]
     assert data["statistics"]["evaluated"] == len(data["checks"])

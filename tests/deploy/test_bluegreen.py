@@ -20,12 +20,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from churn.serving.schemas import EXAMPLE
-from tests.integration.conftest import free_port
+from churn.core.contract import Contract
+from tests.support.paths import REPO
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.container
 
-REPO = Path(__file__).resolve().parents[2]
 DEPLOY = str(REPO / "deploy" / "deploy.sh")
 IMAGE = os.environ.get("IMAGE", "localhost/churn-serving:latest")
 LOAD_THREADS = 4
@@ -73,6 +73,7 @@ class Load:
     """Threads that POST /predict through the router until stopped, counting outcomes."""
 
     url: str
+    body: dict[str, object]  # the /predict request every thread sends
     stop: threading.Event = field(default_factory=threading.Event)
     statuses: Counter[str] = field(default_factory=Counter)
     slots: Counter[str] = field(default_factory=Counter)
@@ -83,7 +84,7 @@ class Load:
         with httpx.Client(base_url=self.url, timeout=10) as client:  # keep-alive connections
             while not self.stop.is_set():
                 try:
-                    response = client.post("/predict", json=EXAMPLE)
+                    response = client.post("/predict", json=self.body)
                     with self.lock:
                         self.statuses[str(response.status_code)] += 1
                         self.slots[response.headers.get("x-churn-slot", "?")] += 1
@@ -103,12 +104,14 @@ class Load:
             thread.join(timeout=30)
 
 
-def test_deploy_switch_and_rollback_under_load_lose_no_request(deployment: Deployment) -> None:
+def test_deploy_switch_and_rollback_under_load_lose_no_request(
+    deployment: Deployment, contract: Contract
+) -> None:
     first = deployment.run("deploy", IMAGE)
     assert first.returncode == 0, first.stderr + first.stdout
     assert deployment.live() == "blue"
 
-    with Load(deployment.public_url) as load:
+    with Load(deployment.public_url, contract.api_example()) as load:
         time.sleep(1)
         second = deployment.run("deploy", IMAGE)  # to green, beside blue
         assert second.returncode == 0, second.stderr + second.stdout

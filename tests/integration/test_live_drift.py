@@ -1,4 +1,9 @@
-"""Live drift metrics from a real service under uvicorn, fed real and shifted customers."""
+"""Live drift metrics from a real service under uvicorn, fed real and shifted records.
+
+The window is half the test split (in whole blocks), the change the domain's
+own scenario (`Domain.scenarios.shift`); the unit tests cover the window and
+the monitor in detail.
+"""
 
 from __future__ import annotations
 
@@ -11,45 +16,28 @@ from typing import Any
 
 import httpx
 import numpy as np
-import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.drift import Shift, price_rise
-from churn import contract
-from churn.artifacts import CARD_FILE, DRIFT_PROFILE_FILE
-from churn.data import features
-from tests.integration.conftest import Server, TrainedModel
+from churn.core.artifacts import CARD_FILE, DRIFT_PROFILE_FILE
+from churn.core.domain import Domain
+from churn.core.params import Params
+from churn.serving.drift_monitor import BLOCKS
+from churn.serving.records import ApiRecord, to_api_records
+from tests.support.models import TrainedModel
+from tests.support.servers import Server
 
 pytestmark = pytest.mark.integration
-
-CUSTOMERS = 1000
-# Every customer month-to-month, every charge 15% higher (contract rules kept).
-PRICE_RISE = Shift("all month-to-month, +15%", move_share=1.0, rise=(0.15, 0.15))
-DRIFT_SETTINGS = {
-    "CHURN_DRIFT_WINDOW": str(CUSTOMERS),
-    "CHURN_DRIFT_MIN_SAMPLES": "500",
-    "CHURN_DRIFT_INTERVAL_S": "0.001",  # every scrape recomputes
-}
+SINGLES = 100  # records sent one by one on /predict; the rest in batches
 
 
-def requests(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = json.loads(features(frame).to_json(orient="records"))
-    out = []
-    for row in rows:
-        request = {contract.api_name(k): v for k, v in row.items()}
-        request["tenure"] = int(request["tenure"])
-        out.append(request)
-    return out
-
-
-def send(client: httpx.Client, customers: list[dict[str, Any]], *, singles: int) -> None:
+def send(client: httpx.Client, records: list[ApiRecord], *, singles: int) -> None:
     """The first ``singles`` one by one on /predict, the rest in batches of 300."""
-    for customer in customers[:singles]:
-        assert client.post("/predict", json=customer).status_code == 200
-    rest = customers[singles:]
+    for record in records[:singles]:
+        assert client.post("/predict", json=record).status_code == 200
+    rest = records[singles:]
     for start in range(0, len(rest), 300):
-        response = client.post("/predict/batch", json={"customers": rest[start : start + 300]})
+        response = client.post("/predict/batch", json={"records": rest[start : start + 300]})
         assert response.status_code == 200, response.text
 
 
@@ -67,12 +55,19 @@ def drift_metrics(client: httpx.Client) -> dict[str, Any]:
     return found
 
 
-def test_real_customers_do_not_drift_and_a_price_rise_does(
-    serve: Callable[..., Server], trained_model: TrainedModel, params: Any
+def test_real_records_do_not_drift_and_the_domains_shift_does(
+    serve: Callable[..., Server], trained_model: TrainedModel, params: Params, domain: Domain
 ) -> None:
-    test_split = trained_model.test
-    assert len(test_split) >= CUSTOMERS
-    server = serve(trained_model.directory, DRIFT_SETTINGS)
+    if domain.scenarios is None:
+        pytest.skip("the domain has no scenarios (a realistic shift to detect)")
+    contract, test_split = domain.contract, trained_model.test
+    size = len(test_split) // 2 // BLOCKS * BLOCKS  # whole blocks: the window holds exactly size
+    settings = {
+        "CHURN_DRIFT_WINDOW": str(size),
+        "CHURN_DRIFT_MIN_SAMPLES": str(size // 2),
+        "CHURN_DRIFT_INTERVAL_S": "0.001",  # every scrape recomputes
+    }
+    server = serve(trained_model.directory, settings)
     threshold = params.drift.psi_threshold
     with server.client() as client:
         before = drift_metrics(client)
@@ -80,27 +75,26 @@ def test_real_customers_do_not_drift_and_a_price_rise_does(
         assert before["churn_drift_window_samples"] == 0
         assert before["psi"] == {}
 
-        send(client, requests(test_split.head(CUSTOMERS)), singles=100)
+        send(client, to_api_records(test_split.head(size), contract), singles=SINGLES)
         real = drift_metrics(client)
-        assert real["churn_drift_window_samples"] == CUSTOMERS
+        assert real["churn_drift_window_samples"] == size
         assert real["churn_drift_detected"] == 0
-        assert set(real["psi"]) == set(contract.feature_names())
+        assert set(real["psi"]) == set(contract.feature_names)
         assert max(real["psi"].values()) < threshold
 
-        shifted = price_rise(test_split.tail(CUSTOMERS), PRICE_RISE, np.random.default_rng(0))
-        assert (shifted["Contract"] == "Month-to-month").all()
-        send(client, requests(shifted), singles=100)
+        shifted = domain.scenarios.shift(test_split.tail(size), np.random.default_rng(0), 1.0)
+        send(client, to_api_records(shifted, contract), singles=SINGLES)
         moved = drift_metrics(client)
-    # The window slid: it holds the shifted customers only.
-    assert moved["churn_drift_window_samples"] == CUSTOMERS
+    # The window slid: it holds the shifted records only.
+    assert moved["churn_drift_window_samples"] == size
     assert moved["churn_drift_detected"] == 1
-    assert moved["psi"]["MonthlyCharges"] >= threshold
-    assert moved["psi"]["Contract"] >= threshold
+    drifted = {name for name, psi in moved["psi"].items() if psi >= threshold}
+    assert drifted and drifted <= set(domain.scenarios.shifted_features)
     assert "WARNING churn.serving.drift_monitor: live drift: DRIFT" in server.log()
 
 
 def test_a_model_without_a_drift_profile_is_served_without_drift_metrics(
-    serve: Callable[..., Server], trained_model: TrainedModel, tmp_path: Path
+    serve: Callable[..., Server], trained_model: TrainedModel, domain: Domain, tmp_path: Path
 ) -> None:
     """A model trained before drift profiles: the service starts, and says drift is off."""
     model_dir = Path(shutil.copytree(trained_model.directory, tmp_path / "model"))
@@ -109,8 +103,9 @@ def test_a_model_without_a_drift_profile_is_served_without_drift_metrics(
     del card["drift_profile_sha256"]
     (model_dir / CARD_FILE).write_text(json.dumps(card))
     server = serve(model_dir)
+    records = to_api_records(trained_model.test, domain.contract)
     with server.client() as client:
-        send(client, requests(trained_model.test.head(600)), singles=0)
+        send(client, records, singles=0)
         metrics = drift_metrics(client)
     assert math.isnan(metrics["churn_drift_detected"])
     assert metrics["churn_drift_window_samples"] == 0

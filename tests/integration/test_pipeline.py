@@ -9,24 +9,50 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from churn.artifacts import CARD_FILE, MODEL_FILE, RUN_FILE, file_sha256
-from churn.errors import ModelError
-from churn.params import load_params
-from tests.integration.conftest import BIN, Repo, copy_project
+from churn.core.artifacts import CARD_FILE, MODEL_FILE, RUN_FILE, file_sha256
+from churn.core.contract import Contract
+from churn.core.data import read_csv
+from churn.core.domain import Domain
+from churn.core.errors import ModelError
+from churn.core.params import Params, load_params
+from churn.pipeline.summary import CV_LABEL, LABELS
+from tests.support.bad_data import unknown
+from tests.support.cli import PLAIN_OUTPUT
+from tests.support.params import (
+    HEADROOM,
+    dotted,
+    flat,
+    limit_problem,
+    nudged,
+    with_limit,
+    write_params,
+)
+from tests.support.project import Repo, copy_project
+from tests.support.servers import BIN
 
 pytestmark = pytest.mark.integration
+CHURN = str(BIN / "churn")
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Repo:
     """A git repository holding the project's files as they are now, reproduced once."""
     project = copy_project(tmp_path_factory.mktemp("project"))
+    project = replace(project, env=project.env | PLAIN_OUTPUT)
     project.dvc("repro")
     return project
+
+
+@pytest.fixture(scope="module")
+def weaker(domain: Domain) -> dict[str, object]:
+    """The domain's "worse model" parameters, as ``dvc exp run -S`` takes them."""
+    assert domain.scenarios is not None and domain.scenarios.weaker_train
+    return flat(domain.scenarios.weaker_train, "train.")
 
 
 def _metrics(repo: Repo) -> dict[str, float]:
@@ -34,7 +60,7 @@ def _metrics(repo: Repo) -> dict[str, float]:
     return metrics
 
 
-def test_repro_builds_every_output(repo: Repo) -> None:
+def test_repro_builds_every_output(repo: Repo, params: Params) -> None:
     root = repo.root
     for path in ("data/prepared/train.csv", "data/prepared/test.csv", "plots/images/roc.png"):
         assert (root / path).stat().st_size > 0, path
@@ -42,24 +68,30 @@ def test_repro_builds_every_output(repo: Repo) -> None:
     assert report["success"] is True
     assert report["statistics"]["failed"] == 0
     metrics = _metrics(repo)
-    assert metrics["roc_auc"] >= 0.84
+    for metric, gate in params.gate.items():
+        assert gate.within_limit(metrics[metric]), (metric, metrics[metric], gate)
     card = json.loads((root / "models" / CARD_FILE).read_text())
     assert card["sha256"] == file_sha256(root / "models" / MODEL_FILE)
-    assert card["metrics"]["cv_roc_auc"] >= 0.84
+    assert card["params"] == params.train.model_dump()
     for name in ("roc", "precision_recall", "confusion", "calibration", "feature_importance"):
         assert (root / "plots" / f"{name}.csv").is_file()
         assert (root / "plots" / "images" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_summary_shows_metrics_and_where_things_are(repo: Repo) -> None:
-    text = repo.run(str(BIN / "churn"), "summary").stdout
-    assert f"ROC AUC                          {_metrics(repo)['roc_auc']:.4f}" in text
-    assert "5-fold CV ROC AUC (train split)" in text
-    assert "MLflow:  sqlite:///mlflow.db" in text
+def test_summary_shows_metrics_and_where_things_are(repo: Repo, params: Params) -> None:
+    lines = repo.run(CHURN, "summary").stdout.splitlines()
+    for metric, value in _metrics(repo).items():
+        label = LABELS.get(metric, metric)
+        assert any(
+            line.strip().startswith(label) and line.endswith(f"  {value:.4f}") for line in lines
+        ), metric
+    cv = CV_LABEL.format(folds=params.train.cv_folds)
+    assert any(line.strip().startswith(cv) for line in lines)
+    assert any(line.startswith("MLflow:  sqlite:///mlflow.db") for line in lines)
 
 
 def test_model_is_registered_in_mlflow_with_signature_and_example(
-    repo: Repo, monkeypatch: pytest.MonkeyPatch
+    repo: Repo, params: Params, contract: Contract, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import mlflow
     from mlflow.models import get_model_info
@@ -72,10 +104,10 @@ def test_model_is_registered_in_mlflow_with_signature_and_example(
     assert version.run_id == run["run_id"]
     logged = client.get_run(run["run_id"])
     assert logged.data.metrics["test_roc_auc"] == _metrics(repo)["roc_auc"]
-    assert logged.data.params["estimator"] == "logistic_regression"
+    assert logged.data.params["estimator"] == params.train.estimator
     info = get_model_info(run["model_uri"])
     assert info.signature is not None
-    assert info.signature.inputs.input_names()[-1] == "PaymentMethod"
+    assert info.signature.inputs.input_names() == list(contract.feature_names)
     assert info.saved_input_example_info is not None
     model = mlflow.get_logged_model(run["model_uri"].removeprefix("models:/"))
     artifacts = Path(model.artifact_location.removeprefix("file://"))
@@ -83,7 +115,7 @@ def test_model_is_registered_in_mlflow_with_signature_and_example(
 
 
 def test_service_loads_the_champion_from_the_registry(
-    repo: Repo, monkeypatch: pytest.MonkeyPatch
+    repo: Repo, contract: Contract, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import mlflow
 
@@ -97,13 +129,15 @@ def test_service_loads_the_champion_from_the_registry(
         run["registered_model"], "champion", run["version"]
     )
     uri = f"models:/{run['registered_model']}@champion"
-    loaded = loader.load(ServingSettings(model_uri=uri))
+    loaded = loader.load(ServingSettings(model_uri=uri), contract)
     assert loaded.version == run["version"]
     assert loaded.sha256 == card["onnx_sha256"]
     assert loaded.source == uri
     assert loaded.drift_profile is not None  # logged with the ONNX file, for live drift
     with pytest.raises(ModelError, match="alias"):
-        loader.load(ServingSettings(model_uri=f"models:/{run['registered_model']}@nobody"))
+        loader.load(
+            ServingSettings(model_uri=f"models:/{run['registered_model']}@nobody"), contract
+        )
 
 
 def test_second_repro_runs_nothing(repo: Repo) -> None:
@@ -127,46 +161,59 @@ def test_push_and_pull_through_a_remote(repo: Repo, tmp_path: Path) -> None:
     assert "Cache and remote 'store' are in sync" in repo.dvc("status", "--cloud").stdout
 
 
-def test_bad_data_stops_the_pipeline_and_keeps_the_last_model(repo: Repo) -> None:
-    raw = repo.root / "data/raw/telco_churn.csv"
+def test_bad_data_stops_the_pipeline_and_keeps_the_last_model(
+    repo: Repo, contract: Contract
+) -> None:
+    raw = sorted((repo.root / "data" / "raw").glob("*.csv"))[0]
     model = repo.root / "models" / MODEL_FILE
     model_hash = file_sha256(model)
-    good = raw.read_text()
-    raw.write_text(good.replace(",Two year,", ",Weekly,", 3))
+    good = raw.read_bytes()
+    column = contract.categorical[-1]
+    level = unknown(column.levels, "not-a-level")
+    frame = read_csv(raw)
+    frame.loc[frame.index[:3], column.name] = level
+    frame.to_csv(raw, index=False)
     try:
         result = repo.dvc("repro", check=False)
         assert result.returncode != 0
         output = result.stdout + result.stderr
-        assert "- Contract: one of ['Month-to-month', 'One year', 'Two year']" in output
-        assert "'Weekly'" in output
+        assert f"- {column.name}: one of {list(column.levels)}" in output
+        assert repr(level) in output
         assert "Running stage 'train'" not in output
         assert file_sha256(model) == model_hash
     finally:
-        raw.write_text(good)
+        raw.write_bytes(good)
 
 
-def test_experiment_with_a_changed_parameter(repo: Repo) -> None:
-    baseline = _metrics(repo)["roc_auc"]
-    repo.dvc("exp", "run", "--set-param", "train.logistic_regression.C=0.01")
-    shown = json.loads(repo.dvc("exp", "show", "--json").stdout)
-    assert "0.01" in json.dumps(shown)
-    assert _metrics(repo)["roc_auc"] != baseline
-    diff = json.loads(repo.dvc("params", "diff", "--json").stdout)
-    change = diff["params.yaml"]["train.logistic_regression.C"]
-    assert (change["old"], change["new"]) == (1.0, 0.01)
+def test_experiment_with_a_changed_parameter(
+    repo: Repo, params: Params, weaker: dict[str, object]
+) -> None:
+    baseline = _metrics(repo)
+    settings = [arg for key, value in weaker.items() for arg in ("--set-param", f"{key}={value}")]
+    repo.dvc("exp", "run", *settings)
+    shown = json.dumps(json.loads(repo.dvc("exp", "show", "--json").stdout))
+    assert all(str(value) in shown for value in weaker.values())
+    assert _metrics(repo) != baseline
+    diff = json.loads(repo.dvc("params", "diff", "--json").stdout)["params.yaml"]
+    for key, value in weaker.items():
+        assert (diff[key]["old"], diff[key]["new"]) == (dotted(params, key), value)
 
 
-def test_report_and_gate_against_the_committed_baseline(repo: Repo) -> None:
+def test_report_and_gate_against_the_committed_baseline(
+    repo: Repo, params: Params, weaker: dict[str, object]
+) -> None:
     """After the experiment above, the workspace differs from HEAD: report and gate on it."""
-    churn = str(BIN / "churn")
     baseline = json.loads(repo.run("git", "show", "HEAD:metrics.json").stdout)
     current = _metrics(repo)
-    assert current["roc_auc"] != baseline["roc_auc"]
-    repo.run(churn, "report", "--baseline", "HEAD", "--out", "reports/pr.md")
+    assert current != baseline
+    repo.run(CHURN, "report", "--baseline", "HEAD", "--out", "reports/pr.md")
     text = (repo.root / "reports" / "pr.md").read_text()
-    assert f"| roc_auc | {baseline['roc_auc']:.4f} | {current['roc_auc']:.4f} |" in text
-    assert "| `train.logistic_regression.C` | 1.0 | 0.01 |" in text
-    gate = repo.run(churn, "gate", "--baseline", "HEAD", check=False)
+    for metric in params.gate:
+        old, new = baseline[metric], current[metric]
+        assert f"| {metric} | {old:.4f} | {new:.4f} | {new - old:+.4f} |" in text
+    for key, value in weaker.items():
+        assert f"| `{key}` | {dotted(params, key)} | {value} |" in text
+    gate = repo.run(CHURN, "gate", "--baseline", "HEAD", check=False)
     gates = load_params(repo.root / "params.yaml").gate
     broken = [
         metric
@@ -176,15 +223,13 @@ def test_report_and_gate_against_the_committed_baseline(repo: Repo) -> None:
     ]
     assert gate.returncode == (1 if broken else 0), gate.stdout
     assert all(metric in gate.stdout for metric in broken)
-    strict = (
-        (repo.root / "params.yaml")
-        .read_text()
-        .replace("roc_auc: {limit: 0.83,", f"roc_auc: {{limit: {current['roc_auc'] + 0.01:.4f},")
-    )
-    (repo.root / "strict.yaml").write_text(strict)
-    failing = repo.run(churn, "gate", "--baseline", "HEAD", "--params", "strict.yaml", check=False)
+
+    metric, rule = next(iter(params.gate.items()))
+    limit = round(nudged(rule, current[metric], HEADROOM), 4)
+    write_params(with_limit(params, metric, limit), repo.root / "strict.yaml")
+    failing = repo.run(CHURN, "gate", "--baseline", "HEAD", "--params", "strict.yaml", check=False)
     assert failing.returncode == 1
-    assert "roc_auc" in failing.stdout
-    assert "below the floor" in failing.stdout
-    first_pr = repo.run(churn, "gate", "--baseline", "no-such-branch", check=False)
+    strict_rule = rule.model_copy(update={"limit": limit})
+    assert limit_problem(metric, strict_rule, current[metric]) in failing.stdout
+    first_pr = repo.run(CHURN, "gate", "--baseline", "no-such-branch", check=False)
     assert "no baseline yet" in first_pr.stdout

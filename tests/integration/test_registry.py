@@ -28,21 +28,28 @@ import httpx
 import pytest
 import yaml
 
-from churn import contract
-from churn.artifacts import CARD_FILE, MODEL_FILE, ONNX_FILE, RUN_FILE, RunRecord
-from tests.integration.conftest import (
-    BIN,
-    Repo,
-    S3Server,
-    Server,
-    copy_project,
-    free_port,
-    stop_process,
+from churn.core.artifacts import CARD_FILE, MODEL_FILE, ONNX_FILE, RUN_FILE, RunRecord
+from churn.core.contract import Contract
+from churn.core.domain import Domain
+from churn.core.params import Params
+from churn.registry.tracking import TrackingSettings
+from tests.support.cli import PLAIN_OUTPUT
+from tests.support.params import (
+    HEADROOM,
+    limit_problem,
+    nudged,
+    overridden,
+    regression_problem,
+    with_limit,
+    write_params,
 )
+from tests.support.project import Repo, copy_project
+from tests.support.servers import BIN, S3Server, Server, free_port, stop_process
 
 pytestmark = pytest.mark.integration
 
-MODEL = "churn-classifier"
+# The registered model's default name (the copy runs without CHURN_* settings).
+MODEL = str(TrackingSettings.model_fields["registered_model"].default)
 CHAMPION_URI = f"models:/{MODEL}@champion"
 LINEAGE = ("git_commit", "git_dirty", "dvc_lock_sha256", "train_data_md5")
 # measured ~14 s on an idle 2-core machine; leave room for a loaded one
@@ -118,7 +125,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Repo:
     Its environment has no S3 credentials: clients reach artifacts through the server.
     """
     repo = copy_project(tmp_path_factory.mktemp("project"))
-    repo = replace(repo, env={k: v for k, v in repo.env.items() if not k.startswith("AWS_")})
+    env = {k: v for k, v in repo.env.items() if not k.startswith("AWS_")}
+    repo = replace(repo, env=env | PLAIN_OUTPUT)
     repo.dvc("repro", "validate")
     return repo
 
@@ -189,7 +197,7 @@ def git(repo: Repo, *args: str) -> str:
 
 
 def test_the_pipeline_logs_to_the_server_with_lineage_tags(
-    tracked: Repo, mlflow_server: MlflowServer, tmp_path: Path
+    tracked: Repo, mlflow_server: MlflowServer, params: Params, contract: Contract, tmp_path: Path
 ) -> None:
     import mlflow
     from mlflow.models import Model
@@ -204,9 +212,11 @@ def test_the_pipeline_logs_to_the_server_with_lineage_tags(
     mlflow_client = mlflow.MlflowClient(tracking_uri=mlflow_server.url)
     run = mlflow_client.get_run(record.run_id)
     metrics = json.loads((tracked.root / "metrics.json").read_text())
-    assert run.data.params["estimator"] == "logistic_regression"
-    assert run.data.metrics["test_roc_auc"] == metrics["roc_auc"]
-    assert run.data.metrics["cv_roc_auc"] > 0.8
+    card = json.loads((tracked.root / "models" / CARD_FILE).read_text())
+    assert run.data.params["estimator"] == params.train.estimator
+    for name, value in metrics.items():
+        assert run.data.metrics[f"test_{name}"] == value, name
+    assert run.data.metrics["cv_roc_auc"] == card["metrics"]["cv_roc_auc"]
     # Lineage: the commit, and the training data by the hash DVC keys it by.
     tags = run.data.tags
     assert tags["git_commit"] == git(tracked, "rev-parse", "HEAD")
@@ -231,7 +241,7 @@ def test_the_pipeline_logs_to_the_server_with_lineage_tags(
     )
     signature = Model.load(mlmodel).signature
     assert signature is not None
-    assert signature.inputs.input_names() == contract.feature_names()
+    assert signature.inputs.input_names() == list(contract.feature_names)
 
 
 def test_artifacts_are_stored_in_the_s3_bucket(
@@ -266,10 +276,10 @@ def test_artifacts_are_stored_in_the_s3_bucket(
 
 
 def test_the_first_champion_is_held_to_the_limits_only(
-    tracked: Repo, mlflow_server: MlflowServer
+    tracked: Repo, mlflow_server: MlflowServer, params: Params
 ) -> None:
     result = churn(tracked, "promote")
-    assert "GATE PASSED (3 metrics, no baseline yet)" in result.stdout
+    assert f"GATE PASSED ({len(params.gate)} metrics, no baseline yet)" in result.stdout
     assert f"PROMOTED {MODEL} v1 to champion (was: none)" in result.stdout
     assert aliases(mlflow_server) == {"champion": "1"}  # no longer a challenger
     tags = version_tags(mlflow_server, "1")
@@ -280,7 +290,7 @@ def test_the_first_champion_is_held_to_the_limits_only(
 
 
 def test_a_version_is_refused_under_stricter_limits_and_promoted_under_the_real_ones(
-    tracked: Repo, mlflow_server: MlflowServer
+    tracked: Repo, mlflow_server: MlflowServer, params: Params
 ) -> None:
     git(tracked, "add", "--all")
     git(tracked, "commit", "--quiet", "--message", "v1 reproduced")
@@ -292,21 +302,20 @@ def test_a_version_is_refused_under_stricter_limits_and_promoted_under_the_real_
     assert tags["git_dirty"] == "false"
     assert tags["dvc_lock_sha256"] == sha256((tracked.root / "dvc.lock").read_bytes())
 
-    roc_auc = held_out(mlflow_server, "2", "roc_auc")
-    floor = round(roc_auc + 0.01, 4)
-    params = (tracked.root / "params.yaml").read_text()
-    strict = params.replace("roc_auc: {limit: 0.83,", f"roc_auc: {{limit: {floor},")
-    assert strict != params
-    (tracked.root / "strict.yaml").write_text(strict)
+    metric, rule = next(iter(params.gate.items()))
+    value = held_out(mlflow_server, "2", metric)
+    limit = round(nudged(rule, value, HEADROOM), 4)  # just out of the model's reach
+    write_params(with_limit(params, metric, limit), tracked.root / "strict.yaml")
     refused = churn(tracked, "promote", "--params", "strict.yaml", check=False)
     assert refused.returncode == 1, refused.stderr
-    assert f"roc_auc: {roc_auc:.4f} is below the floor of {floor:g}" in refused.stdout
+    strict_rule = rule.model_copy(update={"limit": limit})
+    assert limit_problem(metric, strict_rule, value) in refused.stdout
     assert f"REFUSED: {MODEL} v2 is not promoted; champion stays v1" in refused.stdout
     assert aliases(mlflow_server) == {"champion": "1", "challenger": "2"}
 
     # What CI promotes: the version this checkout's models/ was registered as.
     promoted = churn(tracked, "promote", "--run-file", f"models/{RUN_FILE}")
-    assert "GATE PASSED (3 metrics, against champion v1)" in promoted.stdout
+    assert f"GATE PASSED ({len(params.gate)} metrics, against champion v1)" in promoted.stdout
     assert f"PROMOTED {MODEL} v2 to champion (was: v1)" in promoted.stdout
     assert aliases(mlflow_server) == {"champion": "2", "previous_champion": "1"}
     assert version_tags(mlflow_server, "2")["previous_champion"] == "1"
@@ -326,22 +335,31 @@ def test_the_service_loads_the_promoted_champion_from_the_server(
 
 
 def test_a_worse_model_is_refused_against_the_champion(
-    tracked: Repo, mlflow_server: MlflowServer
+    tracked: Repo, mlflow_server: MlflowServer, params: Params, domain: Domain
 ) -> None:
-    params = (tracked.root / "params.yaml").read_text()
-    worse = params.replace("    C: 1.0 ", "    C: 0.0005 ")  # heavy regularisation: worse Brier
-    assert worse != params
-    (tracked.root / "worse.yaml").write_text(worse)
+    assert domain.scenarios is not None and domain.scenarios.weaker_train
+    weaker = overridden(params.train, domain.scenarios.weaker_train)
+    write_params(params.model_copy(update={"train": weaker}), tracked.root / "worse.yaml")
     assert train_and_evaluate(tracked, "worse.yaml").version == "3"
     assert version_tags(mlflow_server, "3")["git_dirty"] == "true"  # worse.yaml is new
 
     refused = churn(tracked, "promote", check=False)
     assert refused.returncode == 1, refused.stderr
-    new, old = held_out(mlflow_server, "3", "brier"), held_out(mlflow_server, "2", "brier")
-    assert new - old > 0.01
-    [row] = [line.split() for line in refused.stdout.splitlines() if line.startswith("  brier")]
-    assert row == ["brier", f"{new:.4f}", f"{old:.4f}", "<=", "0.16", "0.01", "FAILED"]
-    assert f"worse than the baseline's {old:.4f} (allowed: 0.01)" in refused.stdout
+    cells = [line.split() for line in refused.stdout.splitlines()]
+    rows = {row[0]: row for row in cells if row and row[0] in params.gate}
+    failed = []
+    for metric, rule in params.gate.items():
+        new, old = held_out(mlflow_server, "3", metric), held_out(mlflow_server, "2", metric)
+        regressed = rule.worsening(new, old) > rule.max_regression
+        passed = rule.within_limit(new) and not regressed
+        sign = ">=" if rule.higher_is_better else "<="
+        verdict = "ok" if passed else "FAILED"
+        limits = [sign, f"{rule.limit:g}", f"{rule.max_regression:g}"]
+        assert rows[metric] == [metric, f"{new:.4f}", f"{old:.4f}", *limits, verdict]
+        if regressed:
+            assert regression_problem(metric, rule, new, old) in refused.stdout
+        failed += [] if passed else [metric]
+    assert failed, "the domain's weaker parameters did not give a worse model"
     assert f"REFUSED: {MODEL} v3 is not promoted; champion stays v2" in refused.stdout
     assert aliases(mlflow_server) == {
         "champion": "2",
@@ -408,7 +426,7 @@ def test_the_local_fallback_logs_to_sqlite_with_a_warning(project: Repo, tmp_pat
     result, _ = _train_to(repo, tmp_path / "models")
     assert result.returncode == 0, result.stderr
     assert (
-        f"WARNING churn.tracking: MLflow tracking server {url}: unreachable; "
+        f"WARNING churn.registry.tracking: MLflow tracking server {url}: unreachable; "
         "CHURN_TRACKING_FALLBACK=local: logging this run and registering its model in "
         "sqlite:///mlflow.db instead"
     ) in result.stderr

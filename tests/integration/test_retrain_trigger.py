@@ -2,16 +2,16 @@
 
 A real `churn serve` writes its prediction log; outcomes arrive on
 POST /feedback; `churn monitor` then decides whether retraining is due.
-Unshifted traffic with the true outcomes must not trigger it; a price rise
-that moves customers to month-to-month contracts must.
+Unshifted traffic with the true outcomes must not trigger it; the domain's
+strong shift (``domain.scenarios.shift`` at strength 1.0) must.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import re
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,72 +19,84 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churn.data import features, label
-from churn.evaluate import compute_metrics
-from churn.params import Params
-from churn.prepare import run as prepare
-from tests.integration.conftest import (
-    CHURN,
-    S3Server,
-    Server,
-    TrainedModel,
-    api_customers,
-    stop_server,
-)
-from tests.integration.test_prediction_log import _env
+from churn.core.artifacts import CARD_FILE, ModelCard
+from churn.core.contract import api_name
+from churn.core.data import features, label
+from churn.core.domain import Domain, Scenarios
+from churn.core.params import Params
+from churn.pipeline.evaluate import compute_metrics
+from churn.pipeline.prepare import run as prepare
+from churn.serving.records import ApiRecord, to_api_records
+from churn.serving.settings import ServingSettings
+from tests.support.cli import churn
+from tests.support.models import TrainedModel
+from tests.support.servers import S3Server, Server, log_env, stop_server
 
 pytestmark = pytest.mark.integration
-MONTH_TO_MONTH = "Month-to-month"
 
 
-def price_rise(frame: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
-    """40% of contract customers go month-to-month; month-to-month charges rise 10-20%."""
-    rng = np.random.default_rng(seed)
-    shifted = frame.copy()
-    moves = (shifted["Contract"] != MONTH_TO_MONTH) & (rng.random(len(shifted)) < 0.4)
-    shifted.loc[moves, "Contract"] = MONTH_TO_MONTH
-    monthly = shifted["Contract"] == MONTH_TO_MONTH
-    rise = rng.uniform(1.10, 1.20, len(shifted))
-    shifted.loc[monthly, "MonthlyCharges"] = (
-        (shifted.loc[monthly, "MonthlyCharges"] * rise[monthly.to_numpy()]).clip(upper=200).round(2)
-    )
-    return shifted
+def scenarios_of(domain: Domain) -> Scenarios:
+    assert domain.scenarios is not None, "the domain room defines no scenarios (a shift)"
+    return domain.scenarios
+
+
+def shifted(frame: pd.DataFrame, domain: Domain, seed: int = 0) -> pd.DataFrame:
+    """``frame`` after the domain's strong shift (the one drift checks must catch)."""
+    return scenarios_of(domain).shift(frame, np.random.default_rng(seed), 1.0)
 
 
 @pytest.fixture
 def files(
-    trained_model: TrainedModel, raw_real: pd.DataFrame, params: Params, tmp_path: Path
+    trained_model: TrainedModel,
+    raw_real: pd.DataFrame,
+    params: Params,
+    domain: Domain,
+    tmp_path: Path,
 ) -> dict[str, Path]:
     """The training split and the model's test metrics, as the pipeline writes them."""
-    train_split, _ = prepare(raw_real, params.prepare)
+    train_split, _ = prepare(raw_real, params.prepare, domain)
     reference = tmp_path / "train.csv"
     train_split.to_csv(reference, index=False)
-    test = trained_model.test
-    metrics = compute_metrics(
-        label(test), trained_model.pipeline.predict_proba(features(test))[:, 1], threshold=0.5
-    )
+    contract, test = domain.contract, trained_model.test
+    card = ModelCard.read(trained_model.directory / CARD_FILE)
+    score = trained_model.pipeline.predict_proba(features(test, contract))[:, 1]
     baseline = tmp_path / "metrics.json"
-    baseline.write_text(json.dumps(metrics))
+    baseline.write_text(json.dumps(compute_metrics(label(test, contract), score, card.threshold)))
     return {"reference": reference, "metrics": baseline}
+
+
+def batches(records: list[ApiRecord]) -> Iterator[list[ApiRecord]]:
+    """``records`` in batches the service accepts: within its batch size and its
+    body limit, measured on the largest record's JSON (with room to spare)."""
+    settings = ServingSettings()
+    largest = max(len(json.dumps(record).encode()) for record in records) + 2
+    size = max(1, min(settings.max_batch_size, settings.max_body_bytes // (2 * largest)))
+    for start in range(0, len(records), size):
+        yield records[start : start + size]
 
 
 def log_traffic(
     serve: Callable[..., Server],
     model_dir: Path,
     log_dir: Path,
-    customers: pd.DataFrame,
+    frame: pd.DataFrame,
+    *,
+    domain: Domain,
     env: dict[str, str] | None = None,
 ) -> None:
-    """Score every customer through the service, then report each one's true outcome."""
-    server = serve(model_dir, {**_env(log_dir), **(env or {})})
-    payload = api_customers(customers)
+    """Score every record through the service, then report each one's true outcome."""
+    contract = domain.contract
+    server = serve(model_dir, {**log_env(log_dir), **(env or {})})
+    records = to_api_records(frame, contract)
+    id_field = api_name(contract.id.name)
     with server.client() as client:
-        for start in range(0, len(payload), 500):
-            chunk = payload[start : start + 500]
-            assert client.post("/predict/batch", json={"customers": chunk}).status_code == 200
-        for customer, churned in zip(payload, label(customers), strict=True):
-            body = {"customer_id": customer["customer_id"], "churned": bool(churned)}
-            assert client.post("/feedback", json=body).status_code == 202
+        for batch in batches(records):
+            response = client.post("/predict/batch", json={"records": batch})
+            assert response.status_code == 200, response.text
+        for record, outcome in zip(records, label(frame, contract), strict=True):
+            body = {id_field: record[id_field], "outcome": bool(outcome)}
+            response = client.post("/feedback", json=body)
+            assert response.status_code == 202, response.text
     stop_server(server)  # SIGTERM: the log is flushed and its files closed
 
 
@@ -95,15 +107,12 @@ def monitor(
     out: Path,
     env: dict[str, str] | None = None,
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    done = subprocess.run(
-        [
-            CHURN, "monitor", "--log-dir", str(log_dir),
-            "--reference", str(files["reference"]),
-            "--card", str(model.directory / "model_card.json"),
-            "--metrics", str(files["metrics"]), "--json", str(out),
-        ],
-        capture_output=True, text=True, timeout=120, check=False,
-        env={**os.environ, **(env or {})},
+    done = churn(
+        "monitor", "--log-dir", str(log_dir),
+        "--reference", str(files["reference"]),
+        "--card", str(model.directory / CARD_FILE),
+        "--metrics", str(files["metrics"]), "--json", str(out),
+        env=env, timeout=120,
     )  # fmt: skip
     return done, json.loads(out.read_text()) if out.exists() else {}
 
@@ -112,9 +121,10 @@ def test_unshifted_traffic_does_not_trigger_retraining(
     serve: Callable[..., Server],
     trained_model: TrainedModel,
     files: dict[str, Path],
+    domain: Domain,
     tmp_path: Path,
 ) -> None:
-    log_traffic(serve, trained_model.directory, tmp_path / "log", trained_model.test)
+    log_traffic(serve, trained_model.directory, tmp_path / "log", trained_model.test, domain=domain)
     done, result = monitor(tmp_path / "log", trained_model, files, tmp_path / "monitor.json")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "RETRAIN: no" in done.stdout
@@ -122,35 +132,35 @@ def test_unshifted_traffic_does_not_trigger_retraining(
     assert result["window_predictions"] == len(trained_model.test)
     assert result["drift"]["drift"] is False
     assert result["performance"]["verdict"] == "ok"
+    assert result["performance"]["windows"][-1]["labelled"] == len(trained_model.test)
 
 
-def test_a_price_rise_triggers_retraining_for_drift(
+def test_the_domains_shift_triggers_retraining_for_drift(
     serve: Callable[..., Server],
     trained_model: TrainedModel,
     files: dict[str, Path],
+    domain: Domain,
     tmp_path: Path,
 ) -> None:
-    shifted = price_rise(trained_model.test)
-    log_traffic(serve, trained_model.directory, tmp_path / "log", shifted)
+    traffic = shifted(trained_model.test, domain)
+    log_traffic(serve, trained_model.directory, tmp_path / "log", traffic, domain=domain)
     done, result = monitor(tmp_path / "log", trained_model, files, tmp_path / "monitor.json")
     assert done.returncode == 1, done.stdout + done.stderr
     assert result["retrain"] is True
     drifted = {f["feature"] for f in result["drift"]["features"] if f["drifted"]}
-    assert {"Contract", "MonthlyCharges"} <= drifted, drifted
+    assert drifted and drifted <= set(scenarios_of(domain).shifted_features), drifted
     assert any(reason.startswith("data drift in") for reason in result["reasons"])
 
 
 def test_ab_report_says_no_decision_without_a_challenger(
-    serve: Callable[..., Server], trained_model: TrainedModel, tmp_path: Path
+    serve: Callable[..., Server], trained_model: TrainedModel, domain: Domain, tmp_path: Path
 ) -> None:
-    log_traffic(serve, trained_model.directory, tmp_path / "log", trained_model.test.head(300))
-    done = subprocess.run(
-        [CHURN, "ab-report", "--log-dir", str(tmp_path / "log")],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    traffic = trained_model.test.head(300)
+    log_traffic(serve, trained_model.directory, tmp_path / "log", traffic, domain=domain)
+    done = churn("ab-report", "--log-dir", str(tmp_path / "log"), timeout=60)
     assert done.returncode == 0, done.stderr
-    assert "champion          300" in done.stdout
-    assert "challenger          0" in done.stdout
+    assert re.search(rf"^champion\s+{len(traffic)}\s", done.stdout, re.MULTILINE), done.stdout
+    assert re.search(r"^challenger\s+0\s", done.stdout, re.MULTILINE), done.stdout
     assert "VERDICT: no decision yet" in done.stdout
 
 
@@ -164,21 +174,25 @@ def test_monitor_refuses_a_missing_log(
 
 
 def test_monitor_reads_the_log_shipped_to_s3(
+    *,
     serve: Callable[..., Server],
     trained_model: TrainedModel,
     files: dict[str, Path],
+    domain: Domain,
     s3_server: S3Server,
     tmp_path: Path,
 ) -> None:
     bucket = s3_server.create_bucket("monitor-log")
     s3 = {**s3_server.env, "AWS_ENDPOINT_URL": s3_server.endpoint_url}
     shipping = {**s3, "CHURN_PREDICTION_LOG_S3_URI": f"s3://{bucket}/prod"}
-    shifted = price_rise(trained_model.test)
-    log_traffic(serve, trained_model.directory, tmp_path / "spool", shifted, shipping)
+    traffic = shifted(trained_model.test, domain)
+    log_traffic(
+        serve, trained_model.directory, tmp_path / "spool", traffic, domain=domain, env=shipping
+    )
     done, result = monitor(f"s3://{bucket}/prod", trained_model, files, tmp_path / "m.json", s3)
     assert done.returncode == 1, done.stdout + done.stderr
-    assert result["window_predictions"] == len(shifted)
-    assert result["performance"]["windows"][-1]["labelled"] == len(shifted)
+    assert result["window_predictions"] == len(traffic)
+    assert result["performance"]["windows"][-1]["labelled"] == len(traffic)
 
     missing, _ = monitor(f"s3://{bucket}/other", trained_model, files, tmp_path / "x.json", s3)
     assert missing.returncode == 2

@@ -1,14 +1,16 @@
-"""Model slots, A/B tests and shadow mode under a real `churn serve` on 127.0.0.1.
+"""Model slots, A/B tests and shadow mode with two real models.
 
-Two real models: the default one (`trained_model`, the champion) and one
-trained with much stronger regularisation (`challenger_model`), so every
-answer can be traced to the model that gave it by its hash and its score.
+The default model (`trained_model`, the champion) and one trained with the
+domain's weaker parameters (`challenger_model`), so every answer can be
+traced to the model that gave it by its hash and its score. The routes run
+in this process (`tests.support.asgi.AppClient`); switching under
+concurrent load and fuzzing run `churn serve`.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -19,23 +21,32 @@ from typing import Any
 import httpx
 import pandas as pd
 import pytest
+from fastapi import FastAPI
 
-from churn import train
-from churn.abtest import CHALLENGER, CHAMPION, variant_for
-from churn.artifacts import CARD_FILE, ONNX_FILE
-from churn.data import clean, features
-from churn.params import Params
-from churn.predlog import read_predictions
-from churn.prepare import run as prepare
-from churn.serving.schemas import EXAMPLE
-from tests.integration.conftest import Server, TrainedModel, api_customers, stop_server
-from tests.integration.test_openapi_fuzz import CHECKS as FUZZ_CHECKS
-from tests.integration.test_openapi_fuzz import SCHEMATHESIS
+from churn.core.artifacts import CARD_FILE, ONNX_FILE, ModelCard
+from churn.core.contract import Contract
+from churn.core.data import features
+from churn.core.domain import Domain
+from churn.core.params import Params
+from churn.monitoring.abtest import CHALLENGER, CHAMPION, variant_for
+from churn.monitoring.predlog import read_predictions
+from churn.serving import loader, schemas
+from churn.serving.app import create_app
+from churn.serving.loader import LoadedModel
+from churn.serving.records import ApiRecord, to_api_records
+from churn.serving.schemas import Schemas
+from churn.serving.settings import ServingSettings
+from tests.support.asgi import AppClient
+from tests.support.fuzz import fuzz
+from tests.support.models import TrainedModel, copy_model, train_model
+from tests.support.params import overridden
+from tests.support.servers import Server, metric_value
 
 pytestmark = pytest.mark.integration
 API_KEY = "p" * 24
 ADMIN_KEY = "a" * 24
 ADMIN = {"CHURN_ADMIN_ENABLED": "true", "CHURN_API_KEY": API_KEY, "CHURN_ADMIN_API_KEY": ADMIN_KEY}
+ADMIN_SETTINGS = {"admin_enabled": True, "api_key": API_KEY, "admin_api_key": ADMIN_KEY}
 CLIENT_THREADS = 3
 PHASE_S = 0.6  # traffic before the load, between the steps and after the rollback
 SHARE, SALT = 0.3, "exp-1"
@@ -43,36 +54,60 @@ SHARE, SALT = 0.3, "exp-1"
 
 @pytest.fixture(scope="module")
 def challenger_model(
-    raw_real: pd.DataFrame, params: Params, tmp_path_factory: pytest.TempPathFactory
+    raw_real: pd.DataFrame,
+    params: Params,
+    domain: Domain,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> TrainedModel:
-    """A second model on the same split, trained with C = 0.05 instead of 1."""
-    train_split, test_split = (clean(part) for part in prepare(raw_real, params.prepare))
-    regularised = params.train.logistic_regression.model_copy(update={"C": 0.05})
-    train_params = params.train.model_copy(update={"logistic_regression": regularised})
-    pipeline, metrics = train.run(train_split, train_params)
+    """A second model on the same split, trained with the domain's weaker parameters."""
+    weaker = domain.scenarios.weaker_train if domain.scenarios is not None else {}
+    if not weaker:
+        pytest.skip("the domain's scenarios give no weaker training parameters")
+    train_params = overridden(params.train, weaker)
     directory = tmp_path_factory.mktemp("challenger")
-    train.write_model(
-        pipeline,
-        train_split,
-        directory,
-        params=train_params,
-        drift=params.drift,
-        metrics=metrics,
-        data={},
-    )
-    return TrainedModel(directory, pipeline, test_split)
+    return train_model(raw_real, params, domain, directory, train_params)
 
 
-def _sha(model: TrainedModel) -> str:
-    sha: str = json.loads((model.directory / CARD_FILE).read_text())["onnx_sha256"]
-    return sha
+@pytest.fixture(scope="module")
+def api(contract: Contract) -> Schemas:
+    return schemas.build(contract)
 
 
-def _metric(client: httpx.Client, series: str) -> float:
-    for line in client.get("/metrics").text.splitlines():
-        if line.startswith(series + " "):
-            return float(line.rsplit(" ", 1)[1])
-    raise AssertionError(f"no {series} in /metrics")
+@dataclass(frozen=True)
+class Pair:
+    """The two models (trained, and loaded as the service loads them) and the test records."""
+
+    champion: TrainedModel
+    challenger: TrainedModel
+    candidate: LoadedModel  # the challenger, loaded
+    api: Schemas
+    records: list[ApiRecord]  # the test split's, with their ids
+
+    def sha(self, variant: str) -> str:
+        model = self.champion if variant == CHAMPION else self.challenger
+        return ModelCard.read(model.directory / CARD_FILE).onnx_sha256
+
+
+@pytest.fixture(scope="module")
+def pair(trained_model: TrainedModel, challenger_model: TrainedModel, api: Schemas) -> Pair:
+    candidate = loader.load(ServingSettings(model_dir=challenger_model.directory), api.contract)
+    records = to_api_records(trained_model.test, api.contract)
+    return Pair(trained_model, challenger_model, candidate, api, records)
+
+
+@pytest.fixture(scope="module")
+def champion(trained_model: TrainedModel, contract: Contract) -> LoadedModel:
+    return loader.load(ServingSettings(model_dir=trained_model.directory), contract)
+
+
+@pytest.fixture
+def app(champion: LoadedModel, contract: Contract) -> Callable[..., FastAPI]:
+    """The service serving the champion, with these settings (and this candidate, if any)."""
+
+    def make(challenger: LoadedModel | None = None, **settings: Any) -> FastAPI:
+        return create_app(ServingSettings(**settings), champion, challenger, contract)
+
+    return make
 
 
 # -- slots -------------------------------------------------------------------------------
@@ -89,8 +124,9 @@ class Answer:
 class Clients:
     """Client threads posting /predict back to back while the block runs; every answer kept."""
 
-    def __init__(self, server: Server, threads: int) -> None:
+    def __init__(self, server: Server, threads: int, body: ApiRecord) -> None:
         self.server = server
+        self.body = body
         self.answers: list[Answer] = []
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._send) for _ in range(threads)]
@@ -110,7 +146,7 @@ class Clients:
             while not self._stop.is_set():
                 started = time.monotonic()
                 try:
-                    response = client.post("/predict", json=EXAMPLE)
+                    response = client.post("/predict", json=self.body)
                 except httpx.HTTPError as exc:
                     self.answers.append(Answer(started, time.monotonic(), type(exc).__name__, None))
                     continue
@@ -119,17 +155,17 @@ class Clients:
 
 
 def test_load_switch_and_rollback_under_load_fail_no_request(
-    serve: Callable[..., Server], trained_model: TrainedModel, challenger_model: TrainedModel
+    serve: Callable[..., Server], pair: Pair
 ) -> None:
-    server = serve(trained_model.directory, ADMIN)
-    old, new = _sha(trained_model), _sha(challenger_model)
+    server = serve(pair.champion.directory, ADMIN)
+    old, new = pair.sha(CHAMPION), pair.sha(CHALLENGER)
     with (
-        Clients(server, CLIENT_THREADS) as answers,
+        Clients(server, CLIENT_THREADS, pair.api.example) as answers,
         server.client(headers={"X-API-Key": ADMIN_KEY}) as admin,
     ):
         time.sleep(PHASE_S)
         loaded = admin.post(
-            "/admin/models/standby", json={"model_dir": str(challenger_model.directory)}
+            "/admin/models/standby", json={"model_dir": str(pair.challenger.directory)}
         )
         assert loaded.status_code == 200, loaded.text
         assert (loaded.json()["active"]["sha256"], loaded.json()["standby"]["sha256"]) == (old, new)
@@ -170,29 +206,21 @@ def test_load_switch_and_rollback_under_load_fail_no_request(
     assert f'churn_model_slot_info{{role="active",sha256="{old}"' in value
 
 
-def _copy_model(source: Path, target: Path) -> Path:
-    target.mkdir()
-    for path in source.iterdir():
-        (target / path.name).write_bytes(path.read_bytes())
-    return target
-
-
 def test_a_model_that_cannot_load_is_refused_and_the_slots_stay(
-    serve: Callable[..., Server], trained_model: TrainedModel, tmp_path: Path
+    app: Callable[..., FastAPI], trained_model: TrainedModel, api: Schemas, tmp_path: Path
 ) -> None:
-    corrupt = _copy_model(trained_model.directory, tmp_path / "corrupt")
+    corrupt = copy_model(trained_model.directory, tmp_path / "corrupt")
     with (corrupt / ONNX_FILE).open("ab") as handle:
         handle.write(b"junk")
-    different = _copy_model(trained_model.directory, tmp_path / "different")
+    different = copy_model(trained_model.directory, tmp_path / "different")
     card = json.loads((different / CARD_FILE).read_text())
     card["reference"]["scores"][0] += 0.1
     (different / CARD_FILE).write_text(json.dumps(card))
 
-    server = serve(trained_model.directory, ADMIN)
-    with server.client(headers={"X-API-Key": ADMIN_KEY}) as admin:
+    with AppClient(app(**ADMIN_SETTINGS), headers={"X-API-Key": ADMIN_KEY}) as admin:
         before = admin.get("/admin/models").json()
         for directory, phrase in (
-            (tmp_path / "nowhere", "model_card.json: not found"),
+            (tmp_path / "nowhere", f"{CARD_FILE}: not found"),
             (corrupt, "does not match the card"),
             (different, "self-check failed"),
         ):
@@ -200,7 +228,7 @@ def test_a_model_that_cannot_load_is_refused_and_the_slots_stay(
             assert response.status_code == 422, response.text
             (problem,) = response.json()["detail"]
             assert problem["field"] == "model_dir" and phrase in problem["message"], problem
-        for body in ({}, {"model_dir": str(corrupt), "model_uri": "models:/churn@challenger"}):
+        for body in ({}, {"model_dir": str(corrupt), "model_uri": "models:/m@challenger"}):
             response = admin.post("/admin/models/standby", json=body)
             assert response.status_code == 422
             assert "exactly one" in response.text
@@ -208,25 +236,22 @@ def test_a_model_that_cannot_load_is_refused_and_the_slots_stay(
         assert admin.post("/admin/models/rollback").status_code == 409
         assert admin.delete("/admin/models/standby").status_code == 409
         assert admin.get("/admin/models").json() == before
-        assert admin.post("/predict", json=EXAMPLE, headers={"X-API-Key": API_KEY}).is_success
-        assert _metric(admin, 'churn_model_loads_total{outcome="failed"}') == 3
+        assert admin.post("/predict", json=api.example, headers={"X-API-Key": API_KEY}).is_success
+        assert admin.metric('churn_model_loads_total{outcome="failed"}') == 3
 
 
-def test_admin_needs_its_own_key(serve: Callable[..., Server], trained_model: TrainedModel) -> None:
-    server = serve(trained_model.directory, ADMIN)
-    with server.client() as client:
+def test_admin_needs_its_own_key(app: Callable[..., FastAPI], api: Schemas) -> None:
+    with AppClient(app(**ADMIN_SETTINGS)) as client:
         for headers in ({}, {"X-API-Key": API_KEY}):
             assert client.get("/admin/models", headers=headers).status_code == 401
             assert client.post("/admin/models/switch", headers=headers).status_code == 401
         assert client.get("/admin/models", headers={"X-API-Key": ADMIN_KEY}).status_code == 200
-        assert (
-            client.post("/predict", json=EXAMPLE, headers={"X-API-Key": ADMIN_KEY}).status_code
-            == 401
-        )
+        as_admin = client.post("/predict", json=api.example, headers={"X-API-Key": ADMIN_KEY})
+        assert as_admin.status_code == 401
 
 
-def test_admin_is_off_by_default(server: Server) -> None:
-    with server.client() as client:
+def test_admin_is_off_by_default(app: Callable[..., FastAPI]) -> None:
+    with AppClient(app()) as client:
         assert client.get("/admin/models").status_code == 404
         assert client.post("/admin/models/switch").status_code == 404
         paths = client.get("/openapi.json").json()["paths"]
@@ -246,20 +271,9 @@ def test_admin_routes_fuzzed_against_their_schema(
             "MLFLOW_HTTP_REQUEST_TIMEOUT": "2",
         },
     )
-    result = subprocess.run(
-        [
-            SCHEMATHESIS, "run", f"{server.url}/openapi.json",
-            "--include-path-regex", "^/admin",
-            "--checks", FUZZ_CHECKS,
-            "--max-examples", "30",
-            "--seed", "1",
-            "--request-timeout", "10",
-            "--no-color",
-            "--report-dir", str(tmp_path),
-        ],
-        cwd=tmp_path,
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+    result = fuzz(
+        server.url, tmp_path, "--include-path-regex", "^/admin", examples=30, timeout_s=10
+    )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "Tested: 5" in result.stdout
     assert "/admin is enabled without an API key" in server.log()  # open, but said so
@@ -268,138 +282,115 @@ def test_admin_routes_fuzzed_against_their_schema(
 # -- A/B test ----------------------------------------------------------------------------
 
 
-def test_ab_test_routes_each_customer_stably_and_logs_the_variant(
-    serve: Callable[..., Server],
-    trained_model: TrainedModel,
-    challenger_model: TrainedModel,
-    tmp_path: Path,
+def test_ab_test_routes_each_record_stably_and_logs_the_variant(
+    app: Callable[..., FastAPI], pair: Pair, tmp_path: Path
 ) -> None:
     log_dir = tmp_path / "log"
-    server = serve(
-        trained_model.directory,
-        {
-            "CHURN_CHALLENGER_MODEL_DIR": str(challenger_model.directory),
-            "CHURN_AB_CHALLENGER_SHARE": str(SHARE),
-            "CHURN_AB_SALT": SALT,
-            "CHURN_PREDICTION_LOG_DIR": str(log_dir),
-        },
-    )
-    customers = api_customers(trained_model.test)
-    expected = [variant_for(c["customer_id"], SHARE, SALT) for c in customers]
-    shas = {CHAMPION: _sha(trained_model), CHALLENGER: _sha(challenger_model)}
-    x = features(trained_model.test)
+    settings = {"ab_challenger_share": SHARE, "ab_salt": SALT, "prediction_log_dir": log_dir}
+    api, test_records = pair.api, pair.records
+    expected = [variant_for(r[api.id_field], SHARE, SALT) for r in test_records]
+    shas = {variant: pair.sha(variant) for variant in (CHAMPION, CHALLENGER)}
+    x = features(pair.champion.test, api.contract)
     probabilities = {
-        CHAMPION: trained_model.pipeline.predict_proba(x)[:, 1],
-        CHALLENGER: challenger_model.pipeline.predict_proba(x)[:, 1],
+        CHAMPION: pair.champion.pipeline.predict_proba(x)[:, 1],
+        CHALLENGER: pair.challenger.pipeline.predict_proba(x)[:, 1],
     }
+    singles_count = min(60, len(test_records))
+    limit = ServingSettings().max_batch_size
     answered: list[dict[str, Any]] = []
-    with server.client() as client:
-        for start in range(0, len(customers), 500):
-            response = client.post(
-                "/predict/batch", json={"customers": customers[start : start + 500]}
-            )
+    with AppClient(app(pair.candidate, **settings)) as client:
+        for start in range(0, len(test_records), limit):
+            chunk = test_records[start : start + limit]
+            response = client.post("/predict/batch", json={"records": chunk})
             assert response.status_code == 200, response.text
             body = response.json()
             assert body["model_sha256"] == shas[CHAMPION]
-            assert body["challenger"]["sha256"] == shas[CHALLENGER]
+            if CHALLENGER in expected[start : start + limit]:
+                assert body["challenger"]["sha256"] == shas[CHALLENGER]
             answered += body["predictions"]
-        singles = [client.post("/predict", json=c).json() for c in customers[:60]]
-        anonymous = client.post("/predict", json={**EXAMPLE, "customer_id": None}).json()
-        challenged = _metric(client, 'churn_predictions_total{variant="challenger"}')
-    stop_server(server)
+        singles = [client.post("/predict", json=r).json() for r in test_records[:singles_count]]
+        anonymous = client.post("/predict", json={**api.example, api.id_field: None}).json()
+        challenged = client.metric('churn_predictions_total{variant="challenger"}')
 
     assert [a["variant"] for a in answered] == expected
     share = expected.count(CHALLENGER) / len(expected)
-    assert 0.26 < share < 0.34, share  # 1,409 customers: 0.3 ± 3 standard errors
+    assert abs(share - SHARE) < 3 * math.sqrt(SHARE * (1 - SHARE) / len(expected)), share
     for row, (answer, variant) in enumerate(zip(answered, expected, strict=True)):
-        assert answer["churn_probability"] == pytest.approx(probabilities[variant][row], abs=1e-5)
+        assert answer["probability"] == pytest.approx(probabilities[variant][row], abs=1e-5)
     assert [(s["variant"], s["model_sha256"]) for s in singles] == [
-        (v, shas[v]) for v in expected[:60]
-    ]  # the same customer gets the same model, request after request
+        (v, shas[v]) for v in expected[:singles_count]
+    ]  # the same record gets the same model, request after request
     assert (anonymous["variant"], anonymous["model_sha256"]) == (CHAMPION, shas[CHAMPION])
-    assert challenged == expected.count(CHALLENGER) + expected[:60].count(CHALLENGER)
+    assert challenged == expected.count(CHALLENGER) + expected[:singles_count].count(CHALLENGER)
 
-    records = read_predictions(log_dir)
-    assert len(records) == len(customers) + 60 + 1
-    logged = [*expected, *expected[:60], CHAMPION]
-    assert [(r.variant, r.model_sha256) for r in records] == [(v, shas[v]) for v in logged]
-    assert all(r.shadow is None for r in records)
+    logged = read_predictions(log_dir)
+    variants = [*expected, *expected[:singles_count], CHAMPION]
+    assert [(r.variant, r.model_sha256) for r in logged] == [(v, shas[v]) for v in variants]
+    assert all(r.shadow is None for r in logged)
 
 
 # -- shadow mode -------------------------------------------------------------------------
 
 
 def test_shadow_scores_are_logged_and_the_answers_do_not_change(
-    serve: Callable[..., Server],
-    server: Server,
-    trained_model: TrainedModel,
-    challenger_model: TrainedModel,
-    tmp_path: Path,
+    app: Callable[..., FastAPI], pair: Pair, tmp_path: Path
 ) -> None:
     log_dir = tmp_path / "log"
-    shadowed = serve(
-        trained_model.directory,
-        {
-            "CHURN_CHALLENGER_MODEL_DIR": str(challenger_model.directory),
-            "CHURN_SHADOW": "true",
-            "CHURN_PREDICTION_LOG_DIR": str(log_dir),
-        },
-    )
-    customers = api_customers(trained_model.test)[:300]
+    batch = pair.records[: ServingSettings().max_batch_size]
+    singles = batch[:30]
+
+    def answers(client: AppClient) -> list[Any]:
+        sent = client.post("/predict/batch", json={"records": batch}).json()
+        return [sent, *(client.post("/predict", json=r).json() for r in singles)]
+
     same_id = {"X-Request-ID": "same"}
-
-    def answers(target: Server) -> list[Any]:
-        with target.client(headers=same_id) as client:
-            batch = client.post("/predict/batch", json={"customers": customers}).json()
-            singles = [client.post("/predict", json=c).json() for c in customers[:30]]
-        return [batch, *singles]
-
-    assert answers(shadowed) == answers(server)  # shadow off: the module's default server
-    with shadowed.client() as client:
-        assert _metric(client, "churn_shadow_predictions_total") == 330
-        assert _metric(client, "churn_shadow_failures_total") == 0
-    stop_server(shadowed)
+    shadowed = app(pair.candidate, shadow=True, prediction_log_dir=log_dir)
+    with AppClient(shadowed, headers=same_id) as client:
+        with_shadow = answers(client)
+        assert client.metric("churn_shadow_predictions_total") == len(batch) + len(singles)
+        assert client.metric("churn_shadow_failures_total") == 0
+    with AppClient(app(), headers=same_id) as client:
+        assert answers(client) == with_shadow  # shadow off: the same answers
 
     records = read_predictions(log_dir)
-    assert len(records) == 330
-    challenger = challenger_model.pipeline.predict_proba(features(trained_model.test.iloc[:300]))[
-        :, 1
-    ]
-    expected = [*challenger, *challenger[:30]]
+    assert len(records) == len(batch) + len(singles)
+    x = features(pair.champion.test.iloc[: len(batch)], pair.api.contract)
+    challenger = pair.challenger.pipeline.predict_proba(x)[:, 1]
+    expected = [*challenger, *challenger[: len(singles)]]
+    threshold = pair.candidate.card.threshold
     for record, probability in zip(records, expected, strict=True):
-        assert (record.variant, record.model_sha256) == (CHAMPION, _sha(trained_model))
+        assert (record.variant, record.model_sha256) == (CHAMPION, pair.sha(CHAMPION))
         assert record.shadow is not None
-        assert record.shadow.model_sha256 == _sha(challenger_model)
-        assert record.shadow.churn_probability == pytest.approx(probability, abs=1e-5)
-        assert record.shadow.churn == (record.shadow.churn_probability >= 0.5)
+        assert record.shadow.model_sha256 == pair.sha(CHALLENGER)
+        assert record.shadow.probability == pytest.approx(probability, abs=1e-5)
+        assert record.shadow.decision == (record.shadow.probability >= threshold)
 
 
 def test_live_drift_restarts_its_window_for_the_new_active_model(
-    serve: Callable[..., Server], trained_model: TrainedModel, challenger_model: TrainedModel
+    app: Callable[..., FastAPI], pair: Pair
 ) -> None:
+    size = min(len(pair.records), ServingSettings().drift_window) // 2
+    first, second = pair.records[:size], pair.records[size : size + size // 2]
     # The gauges are recomputed at most every CHURN_DRIFT_INTERVAL_S: keep it short.
-    server = serve(trained_model.directory, {**ADMIN, "CHURN_DRIFT_INTERVAL_S": "0.01"})
-    customers = api_customers(trained_model.test.head(50))
-    with (
-        server.client(headers={"X-API-Key": API_KEY}) as client,
-        server.client(headers={"X-API-Key": ADMIN_KEY}) as admin,
-    ):
-        assert client.post("/predict/batch", json={"customers": customers}).status_code == 200
-        assert window(client) == 50
-        loaded = admin.post(
-            "/admin/models/standby", json={"model_dir": str(challenger_model.directory)}
-        )
+    service = app(**ADMIN_SETTINGS, drift_interval_s=0.01)
+    with AppClient(service, headers={"X-API-Key": API_KEY}) as client:
+
+        def window() -> float:
+            time.sleep(0.02)  # past the recompute interval
+            return metric_value(client.get("/metrics").text, "churn_drift_window_samples")
+
+        def admin(path: str, **kwargs: Any) -> httpx.Response:
+            return client.post(path, headers={"X-API-Key": ADMIN_KEY}, **kwargs)
+
+        assert client.post("/predict/batch", json={"records": first}).status_code == 200
+        assert window() == len(first)
+        loaded = admin("/admin/models/standby", json={"model_dir": str(pair.challenger.directory)})
         assert loaded.status_code == 200, loaded.text
         # A candidate does not change what is measured; the switch does.
-        assert window(client) == 50
-        assert admin.post("/admin/models/switch").status_code == 200
-        assert window(client) == 0
-        assert client.post("/predict/batch", json={"customers": customers[:20]}).status_code == 200
-        assert window(client) == 20
-        assert admin.post("/admin/models/rollback").status_code == 200
-        assert window(client) == 0
-
-
-def window(client: httpx.Client) -> float:
-    time.sleep(0.05)  # past the recompute interval
-    return _metric(client, "churn_drift_window_samples")
+        assert window() == len(first)
+        assert admin("/admin/models/switch").status_code == 200
+        assert window() == 0
+        assert client.post("/predict/batch", json={"records": second}).status_code == 200
+        assert window() == len(second)
+        assert admin("/admin/models/rollback").status_code == 200
+        assert window() == 0

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from churn.artifacts import CARD_FILE, ModelCard
-
-from .conftest import CHURN, Server, TrainedModel, free_port
+from churn.core.artifacts import CARD_FILE, ModelCard
+from tests.support.models import TrainedModel
+from tests.support.servers import CHURN, Server, free_port
 
 pytestmark = pytest.mark.integration
 API_KEY = "smoke-test-key-0123456789"
@@ -23,7 +24,7 @@ def smoke(*args: str, env: dict[str, str] | None = None) -> subprocess.Completed
         capture_output=True,
         text=True,
         timeout=60,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, "NO_COLOR": "1", "TERM": "dumb", **(env or {})},
         check=False,
     )
 
@@ -33,7 +34,7 @@ def test_passes_on_the_model_of_the_card(server: Server, trained_model: TrainedM
     done = smoke(server.url, "--card", str(card))
     assert done.returncode == 0, done.stderr
     assert ModelCard.read(card).onnx_sha256[:12] in done.stdout
-    assert "P(churn) 0." in done.stdout
+    assert re.search(r"example record probability [01]\.[0-9]{4}$", done.stdout.strip())
 
 
 def test_fails_when_another_model_is_served(server: Server) -> None:

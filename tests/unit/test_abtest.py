@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
-from churn.abtest import (
+from churn.core.params import Params
+from churn.monitoring import abtest
+from churn.monitoring.abtest import (
     CHALLENGER,
     CHAMPION,
     Arm,
@@ -14,6 +18,14 @@ from churn.abtest import (
     decide,
     required_sample_size,
     variant_for,
+)
+from churn.monitoring.predlog import (
+    FEEDBACK,
+    PREDICTIONS,
+    FeedbackRecord,
+    PredictionRecord,
+    ShadowScore,
+    file_name,
 )
 
 CONFIDENCE, POWER, MIN_EFFECT = 0.95, 0.8, 0.02
@@ -41,7 +53,7 @@ def sample_size() -> int:
 
 
 def test_assignment_is_stable_and_splits_at_the_share() -> None:
-    keys = [f"{i:04d}-ABCDE" for i in range(20_000)]
+    keys = [f"record-{i}" for i in range(20_000)]
     first = [variant_for(key, 0.2, "exp-1") for key in keys]
     assert first == [variant_for(key, 0.2, "exp-1") for key in keys]  # same key, same variant
     share = first.count(CHALLENGER) / len(keys)
@@ -123,7 +135,7 @@ def test_impossible_counts_are_refused() -> None:
 
 
 def test_report_counts_variants_and_pairs_shadow_scores() -> None:
-    from churn.abtest import report
+    from churn.monitoring.abtest import report
 
     labelled = [
         # (variant that answered, its decision, outcome, shadow decision)
@@ -144,9 +156,78 @@ def test_report_counts_variants_and_pairs_shadow_scores() -> None:
 
 
 def test_mcnemar_reacts_to_lopsided_disagreement_only() -> None:
-    from churn.abtest import mcnemar_p
+    from churn.monitoring.abtest import mcnemar_p
 
     assert mcnemar_p(0, 0) == 1.0
     assert mcnemar_p(50, 50) == 1.0
     assert mcnemar_p(30, 70) < 0.001  # 100 disagreements, 70 of them won by one model
     assert 0.05 < mcnemar_p(45, 55) < 0.5
+
+
+def _write(
+    directory: Path, stream: str, records: list[PredictionRecord] | list[FeedbackRecord]
+) -> None:
+    started = datetime(2026, 1, 1, tzinfo=UTC)
+    path = directory / file_name(stream, started, "host", 1, 1, compress=False)
+    path.write_text("".join(record.model_dump_json() + "\n" for record in records))
+
+
+def test_main_reads_decisions_outcomes_and_shadow_scores_from_the_log(
+    params: Params, tmp_path: Path
+) -> None:
+    """The report from a prediction log on disk: who answered, what it decided,
+    what happened, and what the shadow challenger would have decided."""
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    # (variant, decision, shadow decision or None, outcome or None: no feedback yet)
+    plan = [
+        (CHAMPION, True, False, True),  # only the champion right
+        (CHAMPION, False, False, False),  # both right
+        (CHAMPION, True, None, False),  # wrong, no shadow score
+        (CHALLENGER, True, None, True),  # right
+        (CHAMPION, False, True, None),  # no outcome reported
+    ]
+    predictions, feedback = [], []
+    for number, (variant, decision, shadow, outcome) in enumerate(plan):
+        time = start + timedelta(minutes=number)
+        score = None
+        if shadow is not None:
+            score = ShadowScore(
+                model_version="2", model_sha256="b" * 64, probability=0.5, decision=shadow
+            )
+        predictions.append(
+            PredictionRecord(
+                time=time,
+                request_id=f"request-{number}",
+                id=f"record-{number}",
+                model_version="1",
+                model_sha256="a" * 64,
+                threshold=0.5,
+                probability=0.9 if decision else 0.1,
+                decision=decision,
+                features={},
+                variant=variant,
+                shadow=score,
+            )
+        )
+        if outcome is not None:
+            feedback.append(
+                FeedbackRecord(
+                    received_at=time + timedelta(days=1),
+                    request_id=f"request-{number}",
+                    id=None,
+                    outcome=outcome,
+                    observed_at=time + timedelta(days=1),
+                )
+            )
+    _write(tmp_path, PREDICTIONS, predictions)
+    _write(tmp_path, FEEDBACK, feedback)
+
+    result = abtest.main(tmp_path, params.ab_test)
+
+    labelled = sum(outcome is not None for *_, outcome in plan)
+    assert result.unlabelled == len(plan) - labelled
+    champion, challenger = result.decision.champion, result.decision.challenger
+    assert (champion.trials, champion.successes) == (3, 2)
+    assert (challenger.trials, challenger.successes) == (1, 1)
+    assert (result.shadow.pairs, result.shadow.only_champion_right) == (2, 1)
+    assert result.shadow.only_challenger_right == 0

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from churn.serving.settings import ServingSettings
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 COMPOSE_FILE = REPO / "compose.yaml"
 ENV_EXAMPLE = REPO / ".env.example"

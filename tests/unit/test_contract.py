@@ -1,29 +1,119 @@
-from churn import contract
-from tests.conftest import FIXTURE
+"""The data contract as a value: its derived views, and a malformed file named with its field."""
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+
+from churn.core.contract import Contract, api_name, load_contract
+from churn.core.errors import ContractError
 
 
-def test_feature_lists_are_disjoint_and_ordered() -> None:
-    names = contract.feature_names()
-    assert names == contract.numeric_names() + contract.categorical_names()
+def test_feature_lists_are_disjoint_and_ordered(contract: Contract) -> None:
+    names = contract.feature_names
+    assert names == contract.numeric_names + contract.categorical_names
     assert len(set(names)) == len(names)
-    assert contract.ID_COLUMN not in names
-    assert contract.LABEL.name not in names
+    assert contract.id.name not in names
+    assert contract.label.name not in names
+    assert contract.all_columns == (contract.id.name, *names, contract.label.name)
 
 
-def test_contract_columns_match_the_raw_file_header() -> None:
-    header = FIXTURE.read_text().splitlines()[0].split(",")
-    assert sorted(header) == sorted(contract.all_columns())
+def test_contract_columns_match_the_raw_data_header(
+    raw_real: pd.DataFrame, contract: Contract
+) -> None:
+    assert sorted(raw_real.columns) == sorted(contract.all_columns)
 
 
-def test_cross_field_rules_name_known_columns_and_levels() -> None:
-    levels = contract.levels_by_column()
-    for rule in contract.IMPLICATIONS:
+def test_cross_field_rules_name_known_columns_and_levels(contract: Contract) -> None:
+    levels = contract.levels_by_column
+    for rule in contract.implications:
         assert rule.when_value in levels[rule.when]
         for column in rule.then:
             assert rule.then_value in levels[column]
 
 
-def test_positive_label_is_a_label_level() -> None:
-    assert contract.POSITIVE_LABEL in contract.LABEL.levels
-    low, high = contract.POSITIVE_RATE_RANGE
-    assert 0 < low < high < 1
+def test_positive_label_is_a_label_level(contract: Contract) -> None:
+    assert contract.label.positive in contract.label.levels
+    low, high = contract.label.positive_rate
+    assert 0 <= low < high <= 1
+
+
+def test_the_example_is_a_valid_record(contract: Contract) -> None:
+    example = contract.example
+    assert set(example) == {contract.id.name, *contract.feature_names}
+    for column in contract.numeric:
+        value = example[column.name]
+        assert isinstance(value, int | float), column.name
+        assert column.min_value <= value <= column.max_value, column.name
+    for categorical in contract.categorical:
+        assert example[categorical.name] in categorical.levels, categorical.name
+    for rule in contract.implications:
+        holds = example[rule.when] == rule.when_value
+        assert all((example[c] == rule.then_value) == holds for c in rule.then), rule
+
+
+def test_api_names_are_snake_case_and_keep_the_example(contract: Contract) -> None:
+    assert api_name("accountID") == "account_id"
+    assert api_name("PlanType") == "plan_type"
+    assert api_name("already_snake") == "already_snake"
+    api = contract.api_example()
+    assert list(api) == [api_name(c) for c in contract.example]
+    assert list(api.values()) == list(contract.example.values())
+
+
+def _write(raw: dict[str, Any], path: Path) -> Path:
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def test_a_written_contract_reads_back_equal(contract: Contract, tmp_path: Path) -> None:
+    path = _write(contract.model_dump(mode="json"), tmp_path / "contract.yaml")
+    assert load_contract(path) == contract
+
+
+def _broken(contract: Contract, case: str) -> dict[str, Any]:
+    raw = contract.model_dump(mode="json")
+    if case == "unknown key":
+        raw["id"]["unit"] = "?"
+    elif case == "unknown level in a rule" and raw["implications"]:
+        raw["implications"][0]["then_value"] = "not-a-level"
+    elif case == "example misses a column":
+        raw["example"].pop(contract.feature_names[0])
+    elif case == "label with three levels":
+        raw["label"]["levels"] = [*raw["label"]["levels"], "third"]
+    elif case == "a column named twice" and raw["categorical"]:
+        raw["categorical"].append(raw["categorical"][0])
+    else:
+        pytest.skip(f"{case}: not applicable to this contract")
+    return raw
+
+
+@pytest.mark.parametrize(
+    ("case", "where"),
+    [
+        ("unknown key", r"id\.unit"),
+        ("unknown level in a rule", "not one of its levels"),
+        ("example misses a column", "example: missing"),
+        ("label with three levels", "exactly two levels"),
+        ("a column named twice", "columns named twice"),
+    ],
+)
+def test_a_malformed_contract_names_the_file_and_the_problem(
+    contract: Contract, tmp_path: Path, case: str, where: str
+) -> None:
+    path = _write(_broken(contract, case), tmp_path / "contract.yaml")
+    with pytest.raises(ContractError, match=where) as raised:
+        load_contract(path)
+    assert str(raised.value).startswith(f"{path}: ")
+    assert "\n" not in str(raised.value)
+
+
+def test_an_unreadable_contract_file(tmp_path: Path) -> None:
+    with pytest.raises(ContractError, match="cannot read the contract"):
+        load_contract(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("title: [unclosed\n")
+    with pytest.raises(ContractError, match="not valid YAML"):
+        load_contract(bad)

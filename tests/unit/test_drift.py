@@ -1,22 +1,31 @@
-"""Drift detection as pure functions, on the real file where the distribution matters."""
+"""Drift detection as pure functions, on the real data where the distribution matters.
+
+Column names, levels, rules and the shift come from the domain (its contract
+and ``domain.scenarios``); thresholds from ``params.yaml``'s ``drift``.
+"""
 
 from __future__ import annotations
 
 import json
+import math
+import re
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pydantic
 import pytest
+import yaml
 from scipy import stats
 
-from churn import contract
-from churn.data import clean
-from churn.drift import (
+from churn.core.contract import Contract
+from churn.core.data import clean
+from churn.core.domain import Domain, Scenarios
+from churn.core.errors import DataError
+from churn.core.params import DriftParams, Params, ParamsError, load_params
+from churn.monitoring.drift import (
     ReferenceProfile,
     build_profile,
     check,
@@ -27,20 +36,31 @@ from churn.drift import (
     count,
     psi,
 )
-from churn.errors import DataError
-from churn.params import DriftParams, ParamsError, load_params
-from tests.conftest import REPO
+from tests.support.bad_data import unknown
+from tests.support.columns import free_categorical, rule_text
+from tests.support.paths import PARAMS
+
+# Bootstrap sample sizes: choices of the tests, not sizes of the data (rows are
+# drawn with replacement, so any reference can give any number).
+SAMPLE_ROWS = 2_000
+LARGE_SAMPLE_ROWS = 50_000
 
 
 @pytest.fixture(scope="module")
-def drift_params() -> DriftParams:
-    return load_params(REPO / "params.yaml").drift
+def drift_params(params: Params) -> DriftParams:
+    return params.drift
 
 
 @pytest.fixture(scope="module")
-def reference(raw_real: pd.DataFrame) -> pd.DataFrame:
-    """The real file, cleaned: 7,043 customers (read-only; copy to modify)."""
-    return clean(raw_real)
+def reference(raw_real: pd.DataFrame, domain: Domain) -> pd.DataFrame:
+    """All the real data, cleaned (read-only; copy to modify)."""
+    return clean(raw_real, domain)
+
+
+@pytest.fixture(scope="module")
+def scenarios(domain: Domain) -> Scenarios:
+    assert domain.scenarios is not None, "the domain room defines no scenarios (a shift)"
+    return domain.scenarios
 
 
 def bootstrap(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
@@ -48,138 +68,215 @@ def bootstrap(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
     return frame.iloc[rng.integers(0, len(frame), rows)].reset_index(drop=True)
 
 
-def test_identical_data_does_not_drift(reference: pd.DataFrame, drift_params: DriftParams) -> None:
-    result = compare(reference, reference, drift_params)
+def test_identical_data_does_not_drift(
+    reference: pd.DataFrame, drift_params: DriftParams, contract: Contract
+) -> None:
+    result = compare(reference, reference, drift_params, contract=contract)
     assert not result.drift
     assert result.drifted_features == []
-    assert [f.feature for f in result.features] == contract.feature_names()
+    assert [f.feature for f in result.features] == list(contract.feature_names)
     assert max(f.psi for f in result.features) < 1e-12
     assert min(f.p_value for f in result.features) > 0.99
 
 
-def test_a_clear_shift_names_the_drifted_features(
-    reference: pd.DataFrame, drift_params: DriftParams
+def test_the_domains_strong_shift_names_the_drifted_features(
+    reference: pd.DataFrame, drift_params: DriftParams, contract: Contract, scenarios: Scenarios
 ) -> None:
-    """Half the customers on one- or two-year contracts go month-to-month and pay 25% more."""
-    current = bootstrap(reference, 3_000, seed=1)
-    rng = np.random.default_rng(2)
-    moves = current["Contract"].ne("Month-to-month") & (rng.random(len(current)) < 0.5)
-    current.loc[moves, "Contract"] = "Month-to-month"
-    current["MonthlyCharges"] = (current["MonthlyCharges"] * 1.25).round(2)
+    """The domain's shift at strength 1.0 is drift, and only features it moves are named."""
+    current = scenarios.shift(
+        bootstrap(reference, SAMPLE_ROWS, seed=1), np.random.default_rng(2), 1.0
+    )
 
-    result = compare(reference, current, drift_params)
+    result = compare(reference, current, drift_params, contract=contract)
 
     assert result.drift
-    assert result.drifted_features == ["MonthlyCharges", "Contract"]
+    assert result.drifted_features
+    assert set(result.drifted_features) <= set(scenarios.shifted_features)
     by_name = {f.feature: f for f in result.features}
-    assert by_name["Contract"].kind == "categorical"
-    assert by_name["MonthlyCharges"].kind == "numeric"
-    # The drifted level: month-to-month's share went up.
-    contract_drift = by_name["Contract"]
-    month = contract_drift.bins.index("Month-to-month")
-    assert contract_drift.current_counts[month] / result.current_rows > (
-        contract_drift.reference_counts[month] / result.reference_rows + 0.1
-    )
+    for name in result.drifted_features:
+        expected = "numeric" if name in contract.numeric_names else "categorical"
+        assert by_name[name].kind == expected
+        assert by_name[name].psi >= drift_params.psi_threshold
+
+
+def test_no_shift_at_strength_zero(
+    reference: pd.DataFrame, drift_params: DriftParams, contract: Contract, scenarios: Scenarios
+) -> None:
+    sample = bootstrap(reference, SAMPLE_ROWS, seed=3)
+    unshifted = scenarios.shift(sample, np.random.default_rng(4), 0.0)
+    result = compare(reference, unshifted, drift_params, contract=contract)
+    assert not result.drift
+    untouched = [c for c in contract.feature_names if c not in scenarios.shifted_features]
+    pd.testing.assert_frame_equal(unshifted[untouched], sample[untouched])
 
 
 def test_bootstrap_samples_of_the_reference_never_drift(
-    reference: pd.DataFrame, drift_params: DriftParams
+    reference: pd.DataFrame, drift_params: DriftParams, contract: Contract
 ) -> None:
-    profile = build_profile(reference, drift_params.numeric_bins)
+    profile = build_profile(reference, drift_params.numeric_bins, contract=contract)
     for seed in range(20):
-        current = bootstrap(reference, 2_000, seed)
+        current = bootstrap(reference, SAMPLE_ROWS, seed)
         assert not compare_counts(profile, count(profile, current), drift_params).drift
 
 
 def test_a_trivial_difference_in_a_large_sample_is_not_drift(
-    reference: pd.DataFrame, drift_params: DriftParams
+    reference: pd.DataFrame, drift_params: DriftParams, contract: Contract
 ) -> None:
-    """50,000 rows with 4% more month-to-month customers: the p-value alone would cry wolf."""
-    current = bootstrap(reference, 50_000, seed=3)
+    """Many rows, a few of which moved between two levels: the p-value alone would cry wolf.
+
+    The share moved is chosen for a PSI of a quarter of the threshold:
+    PSI ~ d^2 (1/p_a + 1/p_b) when a share d moves from level a to level b.
+    """
+    column = free_categorical(contract)
+    if column is None:
+        pytest.skip("every categorical feature is in a cross-field rule")
+    current = bootstrap(reference, LARGE_SAMPLE_ROWS, seed=3)
+    shares = current[column.name].value_counts(normalize=True)
+    common, second = shares.index[:2]
+    share = math.sqrt(drift_params.psi_threshold / 4 / (1 / shares[common] + 1 / shares[second]))
     rng = np.random.default_rng(4)
-    moves = current["Contract"].eq("Two year") & (rng.random(len(current)) < 0.15)
-    current.loc[moves, "Contract"] = "Month-to-month"
+    having = current.index[current[column.name].eq(common)]
+    moved = rng.choice(having, size=round(share * len(current)), replace=False)
+    current.loc[moved, column.name] = second
 
-    result = compare(reference, current, drift_params)
+    result = compare(reference, current, drift_params, contract=contract)
 
-    contract_drift = next(f for f in result.features if f.feature == "Contract")
-    assert contract_drift.p_value < 1e-10  # "significant"
-    assert contract_drift.psi < drift_params.psi_threshold  # but small
+    feature = next(f for f in result.features if f.feature == column.name)
+    assert feature.p_value < result.alpha_per_feature  # "significant"
+    assert feature.psi < drift_params.psi_threshold  # but small
     assert not result.drift
 
 
 def test_noise_in_a_small_sample_is_not_drift(
-    reference: pd.DataFrame, drift_params: DriftParams
+    reference: pd.DataFrame, drift_params: DriftParams, contract: Contract
 ) -> None:
-    """40 rows: PSI alone would cry wolf on sampling noise; the test does not."""
-    current = bootstrap(reference, 40, seed=5)
+    """A sample so small that PSI alone would cry wolf on its noise; the test does not.
 
-    result = compare(reference, current, drift_params)
+    The PSI of noise is about (bins - 1) / rows: the sample is sized for twice
+    the threshold on the feature with the most bins.
+    """
+    profile = build_profile(reference, drift_params.numeric_bins, contract=contract)
+    bins = max(len(f.counts) for f in profile.features)
+    rows = math.ceil((bins - 1) / (2 * drift_params.psi_threshold))
+    current = bootstrap(reference, rows, seed=5)
+
+    result = compare(reference, current, drift_params, contract=contract)
 
     assert max(f.psi for f in result.features) > drift_params.psi_threshold
     assert not result.drift
 
 
 def test_current_data_may_lack_the_id_and_the_label(
-    reference: pd.DataFrame, drift_params: DriftParams
+    reference: pd.DataFrame, drift_params: DriftParams, contract: Contract
 ) -> None:
     current = bootstrap(reference, 500, seed=6).drop(
-        columns=[contract.ID_COLUMN, contract.LABEL.name]
+        columns=[contract.id.name, contract.label.name]
     )
     current["score"] = 0.5  # unknown columns are ignored
-    result = compare(reference, current, drift_params)
-    assert result.current_rows == 500
+    result = compare(reference, current, drift_params, contract=contract)
+    assert result.current_rows == len(current)
     assert not result.drift
 
 
-def test_the_overall_rule_counts_drifted_features(reference: pd.DataFrame) -> None:
-    current = bootstrap(reference, 3_000, seed=7)
-    current["Contract"] = "Month-to-month"
-    one = DriftParams(psi_threshold=0.1, alpha=0.01, numeric_bins=10, min_drifted_features=1)
-    two = one.model_copy(update={"min_drifted_features": 2})
-    assert compare(reference, current, one).drifted_features == ["Contract"]
-    assert compare(reference, current, one).drift
-    assert not compare(reference, current, two).drift
-
-
-@pytest.mark.parametrize(
-    ("change", "message"),
-    [
-        (lambda f: f.drop(columns=["tenure", "Contract"]), "missing columns tenure, Contract"),
-        (lambda f: f.iloc[:0], "no rows"),
-        (lambda f: f.assign(Contract="Weekly"), "Contract must be one of"),
-        (lambda f: f.assign(tenure="twelve"), "tenure must be an integer in 0..72"),
-        (lambda f: f.assign(tenure=1.5), "tenure must be an integer"),
-        (lambda f: f.assign(MonthlyCharges=-5.0), "MonthlyCharges must be a number in 0..200"),
-        (lambda f: f.assign(TotalCharges=np.nan), "TotalCharges must be a number"),
-        (
-            lambda f: f.assign(PhoneService="No"),
-            "MultipleLines must be 'No phone service' exactly when PhoneService is 'No'",
-        ),
-    ],
-)
-def test_bad_input_raises_one_readable_line(
-    reference: pd.DataFrame,
-    drift_params: DriftParams,
-    change: Callable[[pd.DataFrame], pd.DataFrame],
-    message: str,
+def test_the_overall_rule_counts_drifted_features(
+    reference: pd.DataFrame, drift_params: DriftParams, contract: Contract
 ) -> None:
-    current = change(reference.head(50).copy())
-    with pytest.raises(DataError, match=f"^current: .*{message}") as raised:
-        compare(reference, current, drift_params)
-    assert "\n" not in str(raised.value)
+    column = free_categorical(contract)
+    if column is None:
+        pytest.skip("every categorical feature is in a cross-field rule")
+    current = bootstrap(reference, SAMPLE_ROWS, seed=7)
+    rarest = current[column.name].value_counts().index[-1]
+    current[column.name] = rarest  # everyone on one level: a shift no rule forbids
+    one = drift_params.model_copy(update={"min_drifted_features": 1})
+    two = drift_params.model_copy(update={"min_drifted_features": 2})
+    assert compare(reference, current, one, contract=contract).drifted_features == [column.name]
+    assert compare(reference, current, one, contract=contract).drift
+    assert not compare(reference, current, two, contract=contract).drift
 
 
-def test_bad_reference_is_named(reference: pd.DataFrame, drift_params: DriftParams) -> None:
-    with pytest.raises(DataError, match=r"^reference: missing columns gender"):
-        compare(reference.drop(columns=["gender"]), reference, drift_params)
+def bad_inputs(reference: pd.DataFrame, contract: Contract) -> list[tuple[str, pd.DataFrame, str]]:
+    """(case, frame, what the error must say) for every kind of contract break
+    this contract has: each message names the column and the rule."""
+    head = reference.head(50).copy()
+    first, last = contract.feature_names[0], contract.feature_names[-1]
+    cases = [
+        ("missing columns", head.drop(columns=[first, last]), f"missing columns {first}, {last}"),
+        ("no rows", head.iloc[:0], "no rows"),
+    ]
+    for column in contract.categorical[:1]:
+        level = unknown(column.levels, "not-a-level")
+        cases.append(
+            ("unknown level", head.assign(**{column.name: level}), f"{column.name} must be one of")
+        )
+    for numeric in contract.numeric[:1]:
+        rule = re.escape(rule_text(numeric))
+        cases += [
+            ("not a number", head.assign(**{numeric.name: "not-a-number"}), rule),
+            ("below the range", head.assign(**{numeric.name: numeric.min_value - 1}), rule),
+            ("missing", head.assign(**{numeric.name: np.nan}), rule),
+        ]
+    for numeric in [n for n in contract.numeric if n.kind == "int"][:1]:
+        fraction = numeric.min_value + 0.5
+        cases.append(
+            (
+                "fraction",
+                head.assign(**{numeric.name: fraction}),
+                f"{numeric.name} must be an integer",
+            )
+        )
+    for implication in contract.implications[:1]:
+        others = reference[reference[implication.when].ne(implication.when_value)].head(50)
+        broken = others.assign(**{implication.when: implication.when_value})
+        message = (
+            f"{implication.then[0]} must be {implication.then_value!r} "
+            f"exactly when {implication.when} is {implication.when_value!r}"
+        )
+        cases.append(("cross-field rule", broken, re.escape(message)))
+    return cases
 
 
-def test_check_shows_examples_of_offending_values(reference: pd.DataFrame) -> None:
+def test_bad_input_raises_one_readable_line(
+    reference: pd.DataFrame, drift_params: DriftParams, contract: Contract
+) -> None:
+    cases = bad_inputs(reference, contract)
+    assert len(cases) >= 4  # at least one column kind besides the structural cases
+    for case, current, message in cases:
+        with pytest.raises(DataError, match=f"^current: .*{message}") as raised:
+            compare(reference, current, drift_params, contract=contract)
+        assert "\n" not in str(raised.value), case
+
+
+def test_bad_reference_is_named(
+    reference: pd.DataFrame, drift_params: DriftParams, contract: Contract
+) -> None:
+    dropped = contract.feature_names[-1]
+    with pytest.raises(DataError, match=rf"^reference: missing columns {re.escape(dropped)} "):
+        compare(reference.drop(columns=[dropped]), reference, drift_params, contract=contract)
+
+
+def test_check_shows_examples_of_offending_values(
+    reference: pd.DataFrame, contract: Contract
+) -> None:
+    column = contract.categorical[0]
+    level = unknown(column.levels, "not-a-level")
     frame = reference.head(10).copy()
-    frame.loc[frame.index[:2], "Contract"] = "Weekly"
-    with pytest.raises(DataError, match=r"Contract .* \(2 rows, e\.g\. 'Weekly', 'Weekly'\)"):
-        check(frame, "batch.csv")
+    frame.loc[frame.index[:2], column.name] = level
+    expected = rf"{re.escape(column.name)} .* \(2 rows, e\.g\. '{level}', '{level}'\)"
+    with pytest.raises(DataError, match=expected):
+        check(frame, "batch.csv", contract=contract)
+
+
+def test_check_handles_missing_values_in_nullable_string_columns(
+    reference: pd.DataFrame, contract: Contract
+) -> None:
+    """pandas' ``string`` dtype compares a missing value with a level as NA, not False."""
+    ruled = [(rule.when, rule.then[0]) for rule in contract.implications]
+    when, column = ruled[0] if ruled else (contract.categorical[0].name,) * 2
+    frame = reference.head(10).astype({when: "string", column: "string"})
+    frame.loc[frame.index[0], column] = pd.NA
+    expected = rf"{re.escape(column)} must be one of .* \(1 row, e\.g\. <NA>\)"
+    with pytest.raises(DataError, match=expected):
+        check(frame, "batch.csv", contract=contract)
 
 
 # --- the statistics ----------------------------------------------------------
@@ -216,23 +313,24 @@ def test_psi_is_zero_for_equal_shares_and_symmetric() -> None:
 
 
 def test_profile_is_derived_from_the_contract(
-    reference: pd.DataFrame, drift_params: DriftParams
+    reference: pd.DataFrame, drift_params: DriftParams, contract: Contract
 ) -> None:
-    profile = build_profile(reference, drift_params.numeric_bins)
-    assert [f.name for f in profile.features] == contract.feature_names()
+    profile = build_profile(reference, drift_params.numeric_bins, contract=contract)
+    assert [f.name for f in profile.features] == list(contract.feature_names)
     for feature in profile.features:
         assert sum(feature.counts) == len(reference) == profile.rows
         if feature.kind == "numeric":
             assert len(feature.counts) <= drift_params.numeric_bins
-            assert min(feature.counts) > 0.05 * len(reference)  # roughly equal bins
-    levels = contract.levels_by_column()
+            # Quantile bins: none holds less than half an equal share.
+            assert min(feature.counts) > 0.5 * len(reference) / drift_params.numeric_bins
+    levels = contract.levels_by_column
     assert all(f.levels == levels[f.name] for f in profile.features if f.kind == "categorical")
 
 
 def test_profile_round_trips_through_json_and_bins_single_values(
-    reference: pd.DataFrame, drift_params: DriftParams
+    reference: pd.DataFrame, drift_params: DriftParams, contract: Contract
 ) -> None:
-    profile = build_profile(reference, drift_params.numeric_bins)
+    profile = build_profile(reference, drift_params.numeric_bins, contract=contract)
     restored = ReferenceProfile.model_validate_json(profile.model_dump_json())
     assert restored == profile
     current = bootstrap(reference, 300, seed=8)
@@ -267,22 +365,24 @@ def test_profile_refuses_inconsistent_bins() -> None:
 
 
 def test_comparing_counts_needs_neither_pandas_nor_scipy(
-    reference: pd.DataFrame, drift_params: DriftParams, tmp_path: Path
+    reference: pd.DataFrame, drift_params: DriftParams, contract: Contract, tmp_path: Path
 ) -> None:
     """What a service would do: load a profile, bin request values, compare."""
     path = tmp_path / "profile.json"
-    path.write_text(build_profile(reference, drift_params.numeric_bins).model_dump_json())
+    profile = build_profile(reference, drift_params.numeric_bins, contract=contract)
+    path.write_text(profile.model_dump_json())
+    rule = drift_params.model_copy(update={"min_drifted_features": 1})
     script = f"""
 import json, sys
 from pathlib import Path
-from churn.drift import ReferenceProfile, compare_counts
-from churn.params import DriftParams
+from churn.monitoring.drift import ReferenceProfile, compare_counts
+from churn.core.params import DriftParams
 profile = ReferenceProfile.model_validate_json(Path({str(path)!r}).read_text())
-customer = {json.dumps(contract.EXAMPLE)}
+record = json.loads({json.dumps(json.dumps(contract.example))})
 counts = {{f.name: [0] * len(f.counts) for f in profile.features}}
 for f in profile.features:
-    counts[f.name][f.bin_index(customer[f.name])] += 100
-params = DriftParams(psi_threshold=0.1, alpha=0.01, numeric_bins=10, min_drifted_features=1)
+    counts[f.name][f.bin_index(record[f.name])] += 100
+params = DriftParams.model_validate_json({rule.model_dump_json()!r})
 result = compare_counts(profile, counts, params)
 print(json.dumps({{"drift": result.drift, "heavy": sorted(
     m for m in ("pandas", "scipy", "matplotlib") if m in sys.modules)}}))
@@ -290,7 +390,7 @@ print(json.dumps({{"drift": result.drift, "heavy": sorted(
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
     )
-    # 100 copies of one customer: every feature sits in a single bin, so it drifts.
+    # 100 copies of one record: every feature sits in a single bin, so it drifts.
     assert json.loads(done.stdout) == {"drift": True, "heavy": []}
 
 
@@ -298,41 +398,52 @@ print(json.dumps({{"drift": result.drift, "heavy": sorted(
 
 
 def test_result_renders_a_table_and_json(
-    reference: pd.DataFrame, drift_params: DriftParams
+    reference: pd.DataFrame, drift_params: DriftParams, contract: Contract
 ) -> None:
+    column = free_categorical(contract)
+    if column is None:
+        pytest.skip("every categorical feature is in a cross-field rule")
     current = bootstrap(reference, 1_000, seed=9)
-    current["Contract"] = "Two year"
-    result = compare(reference, current, drift_params, sources=("train.csv", "june.csv"))
+    current[column.name] = current[column.name].value_counts().index[-1]
+    rule = drift_params.model_copy(update={"min_drifted_features": 1})
+    features = len(contract.feature_names)
+
+    result = compare(reference, current, rule, contract=contract, sources=("train.csv", "june.csv"))
+
     text = result.render()
-    assert text.startswith("DRIFT: 1 of 19 features drifted (Contract)")
+    assert text.startswith(f"DRIFT: 1 of {features} features drifted ({column.name})")
     assert "june.csv" in text.splitlines()[0]
-    contract_row = next(line for line in text.splitlines() if line.startswith("Contract "))
-    assert contract_row.split()[-1] == "YES"
+    row = next(line.split() for line in text.splitlines() if line.split()[:1] == [column.name])
+    assert row[-1] == "YES"
     data = json.loads(json.dumps(result.to_dict()))
     assert data["drift"] is True
-    assert data["drifted_features"] == ["Contract"]
-    assert data["thresholds"]["psi_threshold"] == drift_params.psi_threshold
-    assert data["thresholds"]["alpha_per_feature"] == pytest.approx(drift_params.alpha / 19)
-    assert data["current"] == {"source": "june.csv", "rows": 1_000}
-    assert len(data["features"]) == 19
+    assert data["drifted_features"] == [column.name]
+    assert data["thresholds"]["psi_threshold"] == rule.psi_threshold
+    assert data["thresholds"]["alpha_per_feature"] == pytest.approx(rule.alpha / features)
+    assert data["current"] == {"source": "june.csv", "rows": len(current)}
+    assert len(data["features"]) == features
 
 
-def test_drift_params_come_from_params_yaml(tmp_path: Path) -> None:
-    params = load_params(REPO / "params.yaml").drift
-    assert 0 < params.psi_threshold < 1
-    assert 0 < params.alpha < 1
-    text = (REPO / "params.yaml").read_text()
-    assert "  psi_threshold:" in text
+def test_drift_params_come_from_params_yaml(params: Params, tmp_path: Path) -> None:
+    assert 0 < params.drift.psi_threshold < 1
+    assert 0 < params.drift.alpha < 1
+    parsed = yaml.safe_load(PARAMS.read_text())
+    parsed["drift"]["psi_treshold"] = parsed["drift"].pop("psi_threshold")  # a typo
     typo = tmp_path / "params.yaml"
-    typo.write_text(text.replace("  psi_threshold:", "  psi_treshold:", 1))
+    typo.write_text(yaml.safe_dump(parsed))
     with pytest.raises(ParamsError, match=r"drift\.psi_treshold: Extra inputs"):
         load_params(typo)
 
 
-def test_check_handles_missing_values_in_nullable_string_columns(
-    reference: pd.DataFrame,
+def test_a_shift_function_keeps_the_contract(
+    reference: pd.DataFrame, contract: Contract, scenarios: Scenarios
 ) -> None:
-    frame = reference.head(10).astype({"PhoneService": "string", "MultipleLines": "string"})
-    frame.loc[frame.index[0], "MultipleLines"] = pd.NA
-    with pytest.raises(DataError, match=r"MultipleLines must be one of .* \(1 row, e\.g\. <NA>\)"):
-        check(frame, "batch.csv")
+    """The domain's shift, at strengths the benchmark uses, gives valid records in
+    which every feature it names has moved."""
+    assert set(scenarios.shifted_features) <= set(contract.feature_names)
+    sample = bootstrap(reference, 500, seed=10)
+    for strength in (0.25, 0.5, 1.0):
+        shifted = scenarios.shift(sample, np.random.default_rng(11), strength)
+        check(shifted, f"shift {strength}", contract=contract)
+        unmoved = [c for c in scenarios.shifted_features if shifted[c].equals(sample[c])]
+        assert not unmoved, (strength, unmoved)

@@ -1,20 +1,36 @@
-"""The merge gate and the pull-request report, on fixture metrics (no git, no DVC)."""
+"""The merge gate and the pull-request report on made-up metrics (no git, no DVC).
+
+The gate is params.yaml's: every value is placed against its limits and
+allowed regressions, so the tests hold for any gate a fork writes.
+"""
 
 import pytest
 
-from churn.artifacts import ModelCard, RunRecord
-from churn.gate import GateResult, baseline_values, check_gate
-from churn.params import MetricGate
-from churn.report import ReportInputs, render
+from churn.core.artifacts import ModelCard, RunRecord
+from churn.core.contract import Contract
+from churn.core.params import MetricGate, Params
+from churn.release.gate import GateResult, baseline_values, check_gate
+from churn.release.report import ReportInputs, render
+from tests.support.params import (
+    HEADROOM,
+    at_limit,
+    comfortable,
+    limit_problem,
+    nudged,
+    regression_problem,
+)
 
-GATES = {
-    "roc_auc": MetricGate(limit=0.84, max_regression=0.01),
-    "brier": MetricGate(limit=0.16, max_regression=0.01, higher_is_better=False),
-}
-MAIN = {"roc_auc": 0.845, "brier": 0.140, "f1": 0.60}
+Gates = dict[str, MetricGate]
+BASELINE = "main"
+
+
+@pytest.fixture
+def gates(params: Params) -> Gates:
+    return dict(params.gate)
 
 
 def _gate(
+    gates: Gates,
     current: dict[str, float],
     baseline: dict[str, float] | None,
     validation_passed: bool | None = None,
@@ -23,58 +39,79 @@ def _gate(
     return check_gate(
         current,
         baseline,
-        GATES,
-        baseline_name="main",
+        gates,
+        baseline_name=BASELINE,
         validation_passed=validation_passed,
         loadtest_passed=loadtest_passed,
     )
 
 
-def test_pass_against_the_baseline() -> None:
-    result = _gate({"roc_auc": 0.846, "brier": 0.139, "f1": 0.61}, MAIN)
-    assert result.passed
-    assert result.render() == "GATE PASSED (2 metrics, against main)"
+def _worse(gates: Gates, values: dict[str, float], metric: str, by: float) -> dict[str, float]:
+    """``values`` with ``metric`` moved ``by`` in its bad direction."""
+    return values | {metric: nudged(gates[metric], values[metric], -by)}
 
 
-def test_fail_on_an_absolute_floor_and_ceiling() -> None:
-    result = _gate({"roc_auc": 0.83, "brier": 0.17}, None)
+def test_pass_against_the_baseline(gates: Gates) -> None:
+    main = comfortable(gates)
+    better = {m: nudged(g, main[m], HEADROOM) for m, g in gates.items()}
+    result = _gate(gates, better, main)
+    assert result.passed, result.render()
+    assert result.render() == f"GATE PASSED ({len(gates)} metrics, against {BASELINE})"
+
+
+def test_fail_on_every_limit_floor_or_ceiling(gates: Gates) -> None:
+    current = at_limit(gates, -HEADROOM)
+    result = _gate(gates, current, None)
     assert not result.passed
-    assert result.problems() == [
-        "roc_auc: 0.8300 is below the floor of 0.84",
-        "brier: 0.1700 is above the ceiling of 0.16",
-    ]
+    assert result.problems() == [limit_problem(m, g, current[m]) for m, g in gates.items()]
+    assert result.render().splitlines()[0] == "GATE FAILED (no baseline yet)"
 
 
-def test_fail_on_a_regression_within_the_limit() -> None:
-    result = _gate({"roc_auc": 0.8410, "brier": 0.1400}, {"roc_auc": 0.8600, "brier": 0.14})
-    assert not result.passed
-    assert result.problems() == [
-        "roc_auc: 0.8410 is 0.0190 worse than the baseline's 0.8600 (allowed: 0.01)"
-    ]
+def test_a_value_exactly_at_its_limit_passes(gates: Gates) -> None:
+    assert _gate(gates, at_limit(gates, 0), None).passed
 
 
-def test_a_lower_is_better_metric_regresses_upwards() -> None:
-    result = _gate({"roc_auc": 0.85, "brier": 0.155}, {"roc_auc": 0.85, "brier": 0.14})
-    assert [c.metric for c in result.checks if not c.passed] == ["brier"]
+@pytest.mark.parametrize("side", ["just within", "just beyond"])
+def test_each_metric_regresses_in_its_own_bad_direction(gates: Gates, side: str) -> None:
+    """A lower-is-better metric regresses upwards, a higher-is-better one downwards."""
+    main = comfortable(gates)
+    for metric, gate in gates.items():
+        by = gate.max_regression + (-HEADROOM / 2 if side == "just within" else HEADROOM / 2)
+        current = _worse(gates, main, metric, max(by, 0))
+        result = _gate(gates, current, main)
+        failed = [c.metric for c in result.checks if not c.passed]
+        if side == "just within":
+            assert failed == [], result.render()
+        else:
+            assert failed == [metric]
+            assert result.problems() == [
+                regression_problem(metric, gate, current[metric], main[metric])
+            ]
 
 
-def test_no_baseline_yet_checks_limits_only() -> None:
-    result = _gate({"roc_auc": 0.841, "brier": 0.159}, None)
+def test_no_baseline_yet_checks_limits_only(gates: Gates) -> None:
+    result = _gate(gates, at_limit(gates, HEADROOM / 10), None)
     assert result.passed
     assert result.baseline is None
     assert "no baseline yet" in result.render()
 
 
-def test_a_metric_added_since_the_baseline_is_held_to_its_limit_only() -> None:
-    result = _gate({"roc_auc": 0.85, "brier": 0.15}, {"roc_auc": 0.85})
-    assert result.passed
-    brier = next(c for c in result.checks if c.metric == "brier")
-    assert brier.baseline is None
+def test_a_metric_added_since_the_baseline_is_held_to_its_limit_only(gates: Gates) -> None:
+    main = comfortable(gates)
+    added = list(gates)[-1]
+    result = _gate(
+        gates, main | {added: gates[added].limit}, {m: main[m] for m in gates if m != added}
+    )
+    assert result.passed, result.render()
+    check = next(c for c in result.checks if c.metric == added)
+    assert check.baseline is None
 
 
-def test_a_gated_metric_removed_fails() -> None:
-    result = _gate({"roc_auc": 0.85}, MAIN)
-    assert result.problems() == ["brier: gated but missing from metrics.json"]
+def test_a_gated_metric_removed_fails(gates: Gates) -> None:
+    main = comfortable(gates)
+    removed = next(iter(gates))
+    result = _gate(gates, {m: v for m, v in main.items() if m != removed}, main)
+    assert result.problems() == [f"{removed}: gated but missing from metrics.json"]
 
 
 @pytest.mark.parametrize(
@@ -85,25 +122,22 @@ def test_a_gated_metric_removed_fails() -> None:
     ],
 )
 def test_failed_validation_or_load_test_fails_the_gate(
-    validation: bool | None, loadtest: bool | None, problem: str
+    gates: Gates, validation: bool | None, loadtest: bool | None, problem: str
 ) -> None:
-    result = _gate(
-        {"roc_auc": 0.85, "brier": 0.14},
-        MAIN,
-        validation_passed=validation,
-        loadtest_passed=loadtest,
-    )
+    main = comfortable(gates)
+    result = _gate(gates, main, main, validation_passed=validation, loadtest_passed=loadtest)
     assert not result.passed
     assert any(problem in p for p in result.problems())
 
 
-def test_baseline_values_from_a_dvc_metrics_diff() -> None:
+def test_baseline_values_from_a_dvc_metrics_diff(gates: Gates) -> None:
+    metric = next(iter(gates))
     diff: dict[str, dict[str, float | None]] = {
-        "roc_auc": {"old": 0.84, "new": 0.85},
+        metric: {"old": 0.25, "new": 0.5},
         "new_metric": {"old": None, "new": 1.0},
     }
-    assert baseline_values(diff) == {"roc_auc": 0.84}
-    assert baseline_values({"roc_auc": {"old": None, "new": 0.85}}) is None
+    assert baseline_values(diff) == {metric: 0.25}
+    assert baseline_values({metric: {"old": None, "new": 0.5}}) is None
 
 
 CARD = ModelCard(
@@ -115,57 +149,80 @@ CARD = ModelCard(
     params={},
     features=[],
     data={},
-    metrics={"cv_roc_auc": 0.846, "cv_roc_auc_std": 0.0126},
+    metrics={"cv_roc_auc": 0.75, "cv_roc_auc_std": 0.0125},
     reference={},
 )
+RUN = RunRecord("sqlite:///mlflow.db", "experiment", "r1", "models:/m-1", "classifier", "7")
+ROWS = 12345  # a made-up count: the report prints it with a thousands separator
 
 
-def _report(gate: GateResult, metrics: dict[str, dict[str, float | None]]) -> str:
+def _report(gate: GateResult, metrics: dict[str, dict[str, float | None]], title: str) -> str:
     return render(
         ReportInputs(
             gate=gate,
             metrics=metrics,
-            params={"train.logistic_regression.C": {"old": 1.0, "new": 0.3}},
+            params={"prepare.seed": {"old": 1, "new": 2}},
             validation={
                 "success": True,
-                "rows": 7043,
+                "rows": ROWS,
                 "statistics": {"evaluated": 64, "successful": 64, "failed": 0},
                 "failures": [],
             },
             card=CARD,
-            run=RunRecord("sqlite:///mlflow.db", "churn", "r1", "models:/m-1", "churn", "7"),
+            run=RUN,
             onnx_bytes=4200,
             loadtest=None,
             images={"roc": "plots/roc.png"},
+            title=title,
         )
     )
 
 
-def test_report_shows_the_diff_the_gate_and_added_or_removed_metrics() -> None:
-    gate = _gate({"roc_auc": 0.83, "brier": 0.14}, MAIN)
-    text = _report(
-        gate,
-        {
-            "roc_auc": {"old": 0.845, "new": 0.83},
-            "brier": {"old": 0.14, "new": 0.14},
-            "new_metric": {"old": None, "new": 0.5},
-            "f1": {"old": 0.60, "new": None},
-        },
+def _rule(gate: MetricGate, passed: bool) -> str:
+    sign = "≥" if gate.higher_is_better else "≤"
+    verdict = "✅" if passed else "❌"
+    return f"{verdict} {sign} {gate.limit:g}, worsening ≤ {gate.max_regression:g}"
+
+
+def test_report_shows_the_diff_the_gate_and_added_or_removed_metrics(
+    gates: Gates, contract: Contract
+) -> None:
+    main = comfortable(gates)
+    failing = next(iter(gates))
+    current = main | {failing: nudged(gates[failing], gates[failing].limit, -HEADROOM)}
+    diff: dict[str, dict[str, float | None]] = {
+        m: {"old": main[m], "new": current[m]} for m in gates
+    }
+    diff |= {"new_metric": {"old": None, "new": 0.5}, "old_metric": {"old": 0.6, "new": None}}
+    text = _report(_gate(gates, current, main), diff, contract.title)
+    old, new = main[failing], current[failing]
+    assert text.startswith(f"## {contract.title}: model report\n")
+    assert f"**Gate: ❌ failed** (against `{BASELINE}`)" in text
+    assert f"- {limit_problem(failing, gates[failing], new)}" in text
+    row = (
+        f"| {failing} | {old:.4f} | {new:.4f} | {new - old:+.4f} | {_rule(gates[failing], False)} |"
     )
-    assert "**Gate: ❌ failed** (against `main`)" in text
-    assert "- roc_auc: 0.8300 is below the floor of 0.84" in text
-    assert "| roc_auc | 0.8450 | 0.8300 | -0.0150 | ❌ ≥ 0.84, worsening ≤ 0.01 |" in text
+    assert row in text
+    for metric in gates:
+        if metric != failing:
+            assert f"| {metric} | {main[metric]:.4f} | {main[metric]:.4f} | +0.0000 | " in text
     assert "| new_metric | — | 0.5000 | added |  |" in text
-    assert "| f1 | 0.6000 | — | removed |  |" in text
-    assert "| `train.logistic_regression.C` | 1.0 | 0.3 |" in text
-    assert "✅ 64 of 64 checks passed on 7,043 rows." in text
-    assert "| MLflow | churn v7, run `r1` |" in text
+    assert "| old_metric | 0.6000 | — | removed |  |" in text
+    assert "| `prepare.seed` | 1 | 2 |" in text
+    assert f"✅ 64 of 64 checks passed on {ROWS:,} rows." in text
+    assert "| CV ROC AUC (train split) | 0.7500 ± 0.0125 |" in text
+    assert "| MLflow | classifier v7, run `r1` |" in text
     assert "![roc](plots/roc.png)" in text
     assert "### Load test\n\nNot run." in text
 
 
-def test_report_without_a_baseline() -> None:
-    gate = _gate({"roc_auc": 0.85, "brier": 0.14}, None)
-    text = _report(gate, {"roc_auc": {"old": None, "new": 0.85}})
+def test_report_without_a_baseline(gates: Gates, contract: Contract) -> None:
+    current = comfortable(gates)
+    metric = next(iter(gates))
+    text = _report(
+        _gate(gates, current, None), {metric: {"old": None, "new": current[metric]}}, contract.title
+    )
     assert "**Gate: ✅ passed** (no baseline yet (first run))" in text
-    assert "| roc_auc | — | 0.8500 | added | ✅ ≥ 0.84, worsening ≤ 0.01 |" in text
+    assert (
+        f"| {metric} | — | {current[metric]:.4f} | added | {_rule(gates[metric], True)} |" in text
+    )

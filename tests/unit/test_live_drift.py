@@ -1,4 +1,8 @@
-"""The service's live drift: the window of recent customers, the monitor and its gauges."""
+"""The service's live drift: the window of recent records, the monitor and its gauges.
+
+Sizes (windows, minimums, batches) are taken from the real test split, and
+the change to detect is the domain's own scenario (`Domain.scenarios.shift`).
+"""
 
 from __future__ import annotations
 
@@ -16,49 +20,75 @@ import pandas as pd
 import pydantic
 import pytest
 
-from bench.drift import Shift, price_rise
-from churn import contract
-from churn.artifacts import CARD_FILE, DRIFT_PROFILE_FILE, ModelCard, file_sha256
-from churn.data import clean, features
-from churn.drift import ModelDriftProfile, compare_counts, count, model_profile
-from churn.errors import DataError, ModelError
-from churn.params import Params
-from churn.prepare import run as prepare
-from churn.serving import drift_monitor, loader
+from churn.core.artifacts import CARD_FILE, DRIFT_PROFILE_FILE, ModelCard, file_sha256
+from churn.core.contract import Categorical, Contract, api_name
+from churn.core.data import clean, read_csv
+from churn.core.domain import Domain, Scenarios
+from churn.core.errors import DataError, ModelError
+from churn.core.params import Params
+from churn.monitoring.drift import ModelDriftProfile, compare_counts, count, model_profile
+from churn.pipeline.prepare import run as prepare
+from churn.serving import drift_monitor, loader, schemas
 from churn.serving.drift_monitor import BLOCKS, DriftMonitor, DriftWindow
 from churn.serving.middleware import ServiceMetrics
-from churn.serving.schemas import EXAMPLE, Customer
+from churn.serving.records import to_api_records
+from churn.serving.schemas import RecordBase, Schemas
 from churn.serving.settings import ServingSettings
-
-# Every month-to-month, every charge 15% higher: far past the drift rule.
-PRICE_RISE = Shift("all month-to-month, +15%", move_share=1.0, rise=(0.15, 0.15))
+from tests.support.models import copy_model
 
 
 @pytest.fixture(scope="module")
-def splits(raw_real: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
+def splits(
+    raw_real: pd.DataFrame, params: Params, domain: Domain
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The real training and test splits, as the pipeline cuts them (read-only)."""
-    train_split, test_split = (clean(part) for part in prepare(raw_real, params.prepare))
-    return train_split, test_split
+    return prepare(raw_real, params.prepare, domain)
 
 
 @pytest.fixture(scope="module")
-def profile(splits: tuple[pd.DataFrame, pd.DataFrame], params: Params) -> ModelDriftProfile:
-    return model_profile(splits[0], params.drift)
+def profile(
+    splits: tuple[pd.DataFrame, pd.DataFrame], params: Params, contract: Contract
+) -> ModelDriftProfile:
+    return model_profile(splits[0], params.drift, contract=contract)
 
 
-def customers(frame: pd.DataFrame) -> list[Customer]:
-    """Rows of a cleaned frame as the API's validated customers."""
-    rows: list[dict[str, Any]] = json.loads(features(frame).to_json(orient="records"))
-    out = []
-    for row in rows:
-        request = {contract.api_name(k): v for k, v in row.items()}
-        request["tenure"] = int(request["tenure"])  # a whole number, stored as float
-        out.append(Customer.model_validate(request))
-    return out
+@pytest.fixture(scope="module")
+def api(contract: Contract) -> Schemas:
+    return schemas.build(contract)
 
 
-def example(**changes: Any) -> Customer:
-    return Customer.model_validate({**EXAMPLE, **changes})
+@pytest.fixture(scope="module")
+def scenarios(domain: Domain) -> Scenarios:
+    if domain.scenarios is None:
+        pytest.skip("the domain has no scenarios (a realistic shift to detect)")
+    return domain.scenarios
+
+
+def half_of(frame: pd.DataFrame) -> int:
+    """Half the rows of ``frame``, in whole blocks of a window of that size."""
+    size = len(frame) // 2 // BLOCKS * BLOCKS
+    assert size >= 10 * BLOCKS, "the test split is too small for these tests"
+    return size
+
+
+@pytest.fixture(scope="module")
+def level_column(contract: Contract) -> Categorical:
+    """A categorical feature in no cross-field rule, so any of its levels keeps a record valid."""
+    ruled = {rule.when for rule in contract.implications}
+    ruled |= {column for rule in contract.implications for column in rule.then}
+    for column in contract.categorical:
+        if column.name not in ruled and len(column.levels) >= 2:
+            return column
+    pytest.skip("every categorical feature is in a cross-field rule")
+
+
+def records(api: Schemas, frame: pd.DataFrame) -> list[RecordBase]:
+    """Rows of a cleaned frame as the API's validated records."""
+    return [api.Record.model_validate(record) for record in to_api_records(frame, api.contract)]
+
+
+def example(api: Schemas, **changes: Any) -> RecordBase:
+    return api.Record.model_validate({**api.example, **changes})
 
 
 class Clock:
@@ -73,8 +103,8 @@ def monitor(
     profile: ModelDriftProfile,
     metrics: ServiceMetrics,
     *,
-    window: int = 5000,
-    min_samples: int = 500,
+    window: int,
+    min_samples: int,
     interval_s: float = 10,
     clock: Clock | None = None,
 ) -> DriftMonitor:
@@ -100,112 +130,128 @@ def no_verdict(metrics: ServiceMetrics) -> bool:
 # --- the window -----------------------------------------------------------------
 
 
-def test_the_window_bins_every_real_customer_as_the_offline_check_does(
-    raw_real: pd.DataFrame, profile: ModelDriftProfile
+def test_the_window_bins_every_real_record_as_the_offline_check_does(
+    raw_real: pd.DataFrame, profile: ModelDriftProfile, domain: Domain, api: Schemas
 ) -> None:
     """The window's own binning (bisect, dictionaries) against `churn drift`'s (numpy)."""
-    everyone = clean(raw_real)
-    window = DriftWindow(profile.reference, size=10_000)
-    window.add(customers(everyone))
+    everyone = clean(raw_real, domain)
+    window = DriftWindow(profile.reference, size=len(everyone) + BLOCKS)
+    window.add(records(api, everyone))
     rows, counts = window.counts()
     expected = count(profile.reference, everyone)
-    assert rows == len(everyone) == 7043
-    assert counts.keys() == expected.keys() == set(contract.feature_names())
+    assert rows == len(everyone)
+    assert counts.keys() == expected.keys() == set(domain.contract.feature_names)
     for name, values in counts.items():
         assert values.tolist() == expected[name].tolist(), name
 
 
-def test_one_customer_lands_in_the_bins_bin_index_names(profile: ModelDriftProfile) -> None:
-    customer = example()
+def test_one_record_lands_in_the_bins_bin_index_names(
+    profile: ModelDriftProfile, api: Schemas
+) -> None:
+    record = example(api)
     window = DriftWindow(profile.reference, size=100)
-    window.add([customer])
+    window.add([record])
     _, counts = window.counts()
     for feature in profile.reference.features:
-        value = getattr(customer, contract.api_name(feature.name))
+        value = getattr(record, api_name(feature.name))
         (filled,) = np.flatnonzero(counts[feature.name])
         assert filled == feature.bin_index(value), feature.name
 
 
-def test_the_window_keeps_the_last_customers_and_at_most_a_tenth_more(
-    profile: ModelDriftProfile,
+def test_the_window_keeps_the_last_records_and_at_most_a_tenth_more(
+    profile: ModelDriftProfile, api: Schemas
 ) -> None:
     size = 100
     window = DriftWindow(profile.reference, size=size)
     assert window.block_size == size // BLOCKS
     for added in range(1, 400):
-        window.add([example()])
+        window.add([example(api)])
         if added < size:
             assert window.rows == added
         else:
             assert size <= window.rows < size + window.block_size
 
 
-def test_old_customers_leave_the_window_a_block_at_a_time(profile: ModelDriftProfile) -> None:
-    window = DriftWindow(profile.reference, size=100)
-    window.add([example(contract="Two year")] * 100)
-    window.add([example(contract="Month-to-month")] * 9)
-    rows, counts = window.counts()
-    assert rows == 109
-    assert counts["Contract"].tolist() == [9, 0, 100]  # contract order: M-t-m, one, two
-    window.add([example(contract="Month-to-month")])  # seals a block: the oldest leaves
-    rows, counts = window.counts()
-    assert rows == 100
-    assert counts["Contract"].tolist() == [10, 0, 90]
-    window.add([example(contract="Month-to-month")] * 85)  # 8 more blocks, 5 waiting
-    rows, counts = window.counts()
-    assert rows == 105
-    assert counts["Contract"].tolist() == [95, 0, 10]
-
-
-def test_a_batch_counts_as_its_customers_one_by_one(
-    splits: tuple[pd.DataFrame, pd.DataFrame], profile: ModelDriftProfile
+def test_old_records_leave_the_window_a_block_at_a_time(
+    profile: ModelDriftProfile, api: Schemas, level_column: Categorical
 ) -> None:
-    batch = customers(splits[1].head(730))
-    together, one_by_one = (DriftWindow(profile.reference, size=500) for _ in range(2))
-    together.add(batch)  # spans several blocks: some leave during the call
-    for customer in batch:
-        one_by_one.add([customer])
+    field = api_name(level_column.name)
+    first, last = level_column.levels[0], level_column.levels[-1]
+    bins = len(level_column.levels)
+
+    def counts_of(window: DriftWindow) -> tuple[int, list[int]]:
+        rows, counts = window.counts()
+        return rows, counts[level_column.name].tolist()
+
+    def spread(at_first: int, at_last: int) -> list[int]:
+        return [at_first, *[0] * (bins - 2), at_last]  # the levels' order is the contract's
+
+    window = DriftWindow(profile.reference, size=100)  # blocks of 10
+    window.add([example(api, **{field: last})] * 100)
+    window.add([example(api, **{field: first})] * 9)
+    assert counts_of(window) == (109, spread(9, 100))
+    window.add([example(api, **{field: first})])  # seals a block: the oldest leaves
+    assert counts_of(window) == (100, spread(10, 90))
+    window.add([example(api, **{field: first})] * 85)  # 8 more blocks, 5 waiting
+    assert counts_of(window) == (105, spread(95, 10))
+
+
+def test_a_batch_counts_as_its_records_one_by_one(
+    splits: tuple[pd.DataFrame, pd.DataFrame], profile: ModelDriftProfile, api: Schemas
+) -> None:
+    batch = records(api, splits[1])
+    size = BLOCKS * max(1, len(batch) // 15)  # ~15 blocks' worth: some leave during the call
+    together, one_by_one = (DriftWindow(profile.reference, size=size) for _ in range(2))
+    together.add(batch)
+    for record in batch:
+        one_by_one.add([record])
     (rows, counts), (rows_1, counts_1) = together.counts(), one_by_one.counts()
-    assert rows == rows_1 == 530
+    block = together.block_size
+    assert rows == rows_1 == min(len(batch) // block, BLOCKS) * block + len(batch) % block
+    assert rows < len(batch)
     for name in counts:
         assert counts[name].tolist() == counts_1[name].tolist()
         assert counts[name].sum() == rows
 
 
 def test_a_window_smaller_than_its_blocks_is_refused(profile: ModelDriftProfile) -> None:
-    with pytest.raises(ValueError, match="smaller than its 10 blocks"):
-        DriftWindow(profile.reference, size=9)
+    with pytest.raises(ValueError, match=f"smaller than its {BLOCKS} blocks"):
+        DriftWindow(profile.reference, size=BLOCKS - 1)
 
 
 # --- the monitor and its gauges ---------------------------------------------------
 
 
 def test_no_verdict_before_the_minimum(
-    splits: tuple[pd.DataFrame, pd.DataFrame], profile: ModelDriftProfile
+    splits: tuple[pd.DataFrame, pd.DataFrame],
+    profile: ModelDriftProfile,
+    api: Schemas,
 ) -> None:
+    half = half_of(splits[1])
     metrics = ServiceMetrics()
-    live = monitor(profile, metrics, min_samples=500)
+    live = monitor(profile, metrics, window=2 * half, min_samples=half)
     assert no_verdict(metrics)
-    live.add(customers(splits[1].head(499)))
+    live.add(records(api, splits[1].head(half - 1)))
     assert live.refresh() is None
     assert no_verdict(metrics)
-    assert gauge(metrics, "churn_drift_window_samples") == 499
-    assert gauge(metrics, "churn_feature_drift", feature="tenure") is None
+    assert gauge(metrics, "churn_drift_window_samples") == half - 1
+    first = profile.reference.features[0].name
+    assert gauge(metrics, "churn_feature_drift", feature=first) is None
 
 
-def test_customers_like_the_training_data_do_not_drift_and_match_churn_drift(
-    splits: tuple[pd.DataFrame, pd.DataFrame], profile: ModelDriftProfile
+def test_records_like_the_training_data_do_not_drift_and_match_churn_drift(
+    splits: tuple[pd.DataFrame, pd.DataFrame], profile: ModelDriftProfile, api: Schemas
 ) -> None:
     metrics = ServiceMetrics()
-    live = monitor(profile, metrics)
     test_split = splits[1]
-    live.add(customers(test_split))
+    live = monitor(profile, metrics, window=len(test_split) + BLOCKS, min_samples=1)
+    live.add(records(api, test_split))
     result = live.refresh()
     assert result is not None
     assert not result.drift
     assert gauge(metrics, "churn_drift_detected") == 0
-    assert gauge(metrics, "churn_drift_window_samples") == len(test_split) == 1409
-    # The same numbers as the offline comparison of the same customers.
+    assert gauge(metrics, "churn_drift_window_samples") == len(test_split)
+    # The same numbers as the offline comparison of the same records.
     offline = compare_counts(
         profile.reference, count(profile.reference, test_split), profile.params
     )
@@ -215,62 +261,74 @@ def test_customers_like_the_training_data_do_not_drift_and_match_churn_drift(
         assert psi is not None and psi < profile.params.psi_threshold
 
 
-def test_a_price_rise_is_detected_on_the_features_it_moved(
-    splits: tuple[pd.DataFrame, pd.DataFrame], profile: ModelDriftProfile
+def test_the_domains_shift_is_detected_on_the_features_it_moved(
+    splits: tuple[pd.DataFrame, pd.DataFrame],
+    profile: ModelDriftProfile,
+    api: Schemas,
+    scenarios: Scenarios,
 ) -> None:
+    half = half_of(splits[1])
     metrics, clock = ServiceMetrics(), Clock()
-    live = monitor(profile, metrics, window=1000, clock=clock)
-    live.add(customers(splits[1].head(1000)))
+    live = monitor(profile, metrics, window=half, min_samples=half, clock=clock)
+    live.add(records(api, splits[1].head(half)))
     assert live.refresh() is not None
     assert gauge(metrics, "churn_drift_detected") == 0
-    shifted = price_rise(splits[1].tail(1000), PRICE_RISE, np.random.default_rng(0))
-    live.add(customers(shifted))
+    shifted = scenarios.shift(splits[1].tail(half), np.random.default_rng(0), 1.0)
+    live.add(records(api, shifted))
     clock.now += live.interval_s
     result = live.refresh()
     assert result is not None
     assert result.drift
     assert gauge(metrics, "churn_drift_detected") == 1
-    assert gauge(metrics, "churn_drift_window_samples") == 1000  # only the shifted ones
+    assert gauge(metrics, "churn_drift_window_samples") == half  # only the shifted ones
+    assert set(result.drifted_features) <= set(scenarios.shifted_features)
     threshold = profile.params.psi_threshold
-    for name in ("MonthlyCharges", "Contract"):
+    for name in result.drifted_features:
         psi = gauge(metrics, "churn_feature_drift", feature=name)
         assert psi is not None and psi >= threshold, name
-    assert {"MonthlyCharges", "Contract"} <= set(result.drifted_features)
 
 
 def test_the_comparison_is_cached_for_the_interval(
-    splits: tuple[pd.DataFrame, pd.DataFrame], profile: ModelDriftProfile
+    splits: tuple[pd.DataFrame, pd.DataFrame],
+    profile: ModelDriftProfile,
+    api: Schemas,
 ) -> None:
+    half = half_of(splits[1])
     metrics, clock = ServiceMetrics(), Clock()
-    live = monitor(profile, metrics, interval_s=10, clock=clock)
-    live.add(customers(splits[1].head(600)))
+    live = monitor(profile, metrics, window=4 * half, min_samples=half, interval_s=10, clock=clock)
+    first_part, second_part = splits[1].head(half), splits[1].tail(half // 5)
+    live.add(records(api, first_part))
     first = live.refresh()
-    live.add(customers(splits[1].head(100)))
+    live.add(records(api, second_part))
     clock.now = 9.9
     assert live.refresh() is first
-    assert gauge(metrics, "churn_drift_window_samples") == 600
+    assert gauge(metrics, "churn_drift_window_samples") == half
     clock.now = 10
     second = live.refresh()
     assert second is not first and second is not None
-    assert second.current_rows == 700
-    assert gauge(metrics, "churn_drift_window_samples") == 700
+    assert second.current_rows == half + half // 5
+    assert gauge(metrics, "churn_drift_window_samples") == half + half // 5
 
 
 def test_verdict_changes_are_logged(
     splits: tuple[pd.DataFrame, pd.DataFrame],
     profile: ModelDriftProfile,
+    api: Schemas,
+    scenarios: Scenarios,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    half = half_of(splits[1])
     clock = Clock()
     live = monitor(
-        profile, ServiceMetrics(), window=500, min_samples=500, interval_s=1, clock=clock
+        profile, ServiceMetrics(), window=half, min_samples=half, interval_s=1, clock=clock
     )
     caplog.set_level(logging.INFO, logger=drift_monitor.__name__)
-    live.add(customers(splits[1].head(500)))
+    live.add(records(api, splits[1].head(half)))
     live.refresh()
     clock.now += 1
     live.refresh()  # the same verdict: not logged again
-    live.add(customers(price_rise(splits[1].head(500), PRICE_RISE, np.random.default_rng(1))))
+    shifted = scenarios.shift(splits[1].tail(half), np.random.default_rng(1), 1.0)
+    live.add(records(api, shifted))
     clock.now += 1
     live.refresh()
     logged = [(r.levelname, r.getMessage().split(":")[1].strip()) for r in caplog.records]
@@ -280,12 +338,14 @@ def test_verdict_changes_are_logged(
 def test_a_failing_comparison_leaves_no_verdict_and_metrics_still_answer(
     splits: tuple[pd.DataFrame, pd.DataFrame],
     profile: ModelDriftProfile,
+    api: Schemas,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    half = half_of(splits[1])
     metrics, clock = ServiceMetrics(), Clock()
-    live = monitor(profile, metrics, clock=clock)
-    live.add(customers(splits[1].head(600)))
+    live = monitor(profile, metrics, window=2 * half, min_samples=half, clock=clock)
+    live.add(records(api, splits[1].head(half)))
     live.refresh()
     assert gauge(metrics, "churn_drift_detected") == 0
 
@@ -314,16 +374,20 @@ def test_without_a_profile_there_is_no_monitor(
 
 
 def test_a_new_monitor_clears_what_the_previous_one_set(
-    splits: tuple[pd.DataFrame, pd.DataFrame], profile: ModelDriftProfile
+    splits: tuple[pd.DataFrame, pd.DataFrame],
+    profile: ModelDriftProfile,
+    api: Schemas,
 ) -> None:
     """When the served model changes, the old model's PSI must not linger."""
+    half = half_of(splits[1])
     metrics = ServiceMetrics()
-    old = monitor(profile, metrics)
-    old.add(customers(splits[1].head(600)))
+    first = profile.reference.features[0].name
+    old = monitor(profile, metrics, window=2 * half, min_samples=half)
+    old.add(records(api, splits[1].head(half)))
     old.refresh()
-    assert gauge(metrics, "churn_feature_drift", feature="tenure") is not None
-    monitor(profile, metrics)
-    assert gauge(metrics, "churn_feature_drift", feature="tenure") is None
+    assert gauge(metrics, "churn_feature_drift", feature=first) is not None
+    monitor(profile, metrics, window=2 * half, min_samples=half)
+    assert gauge(metrics, "churn_feature_drift", feature=first) is None
     assert no_verdict(metrics)
     assert gauge(metrics, "churn_drift_window_samples") == 0
 
@@ -340,14 +404,16 @@ def test_the_live_path_imports_nothing_heavy(profile: ModelDriftProfile, tmp_pat
     script = f"""
 import json, sys
 from pathlib import Path
-from churn.drift import ModelDriftProfile
+from churn.core.domain import load_domain
+from churn.monitoring.drift import ModelDriftProfile
+from churn.serving import schemas
 from churn.serving.drift_monitor import DriftMonitor
 from churn.serving.middleware import ServiceMetrics
-from churn.serving.schemas import EXAMPLE, Customer
+api = schemas.build(load_domain().contract)
 profile = ModelDriftProfile.model_validate_json(Path({str(path)!r}).read_bytes())
 metrics = ServiceMetrics()
 live = DriftMonitor(profile, metrics, window=100, min_samples=100, interval_s=1)
-live.add([Customer.model_validate(EXAMPLE)] * 100)
+live.add([api.Record.model_validate(api.example)] * 100)
 result = live.refresh()
 print(json.dumps({{"drift": result.drift, "heavy": sorted(
     m for m in ("pandas", "scipy", "matplotlib", "sklearn") if m in sys.modules)}}))
@@ -355,7 +421,7 @@ print(json.dumps({{"drift": result.drift, "heavy": sorted(
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
     )
-    # 100 copies of one customer: every feature sits in a single bin, so it drifts.
+    # 100 copies of one record: every feature sits in a single bin, so it drifts.
     assert json.loads(done.stdout) == {"drift": True, "heavy": []}
 
 
@@ -364,43 +430,38 @@ print(json.dumps({{"drift": result.drift, "heavy": sorted(
 
 @pytest.fixture(scope="module")
 def model_dir(small_model_dir: Path) -> Path:
-    """A model trained on the 32-row fixture, written as `train` writes it."""
+    """A model trained on the small real sample, written as `train` writes it."""
     return small_model_dir
 
 
 def test_train_writes_the_profile_and_its_hash_and_the_loader_reads_it(
-    model_dir: Path, params: Params
+    model_dir: Path, params: Params, contract: Contract, sample_csv: Path
 ) -> None:
     card = ModelCard.read(model_dir / CARD_FILE)
     assert card.drift_profile_sha256 == file_sha256(model_dir / DRIFT_PROFILE_FILE)
-    loaded = loader.load_directory(model_dir, version="1", source="test")
+    loaded = loader.load_directory(model_dir, contract, version="1", source="test")
     assert loaded.drift_profile is not None
     assert loaded.drift_profile.params == params.drift
-    assert loaded.drift_profile.reference.rows == 32
-
-
-def copy_model(model_dir: Path, destination: Path) -> Path:
-    destination.mkdir()
-    for path in model_dir.iterdir():
-        (destination / path.name).write_bytes(path.read_bytes())
-    return destination
+    assert loaded.drift_profile.reference.rows == len(read_csv(sample_csv))
 
 
 def test_a_missing_profile_turns_live_drift_off(
-    model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    model_dir: Path, contract: Contract, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     directory = copy_model(model_dir, tmp_path / "model")
     (directory / DRIFT_PROFILE_FILE).unlink()
     card = ModelCard.read(directory / CARD_FILE)
-    assert loader.load_drift_profile(directory, card) is None
+    assert loader.load_drift_profile(directory, card, contract) is None
     assert "not found although the model card lists it" in caplog.text
     caplog.clear()
     older = replace(card, drift_profile_sha256=None)  # a model from before drift profiles
-    assert loader.load_drift_profile(directory, older) is None
+    assert loader.load_drift_profile(directory, older, contract) is None
     assert caplog.text == ""
 
 
-def test_a_profile_that_is_not_the_models_is_refused(model_dir: Path, tmp_path: Path) -> None:
+def test_a_profile_that_is_not_the_models_is_refused(
+    model_dir: Path, contract: Contract, tmp_path: Path
+) -> None:
     directory = copy_model(model_dir, tmp_path / "model")
     path = directory / DRIFT_PROFILE_FILE
     data = json.loads(path.read_text())
@@ -408,13 +469,14 @@ def test_a_profile_that_is_not_the_models_is_refused(model_dir: Path, tmp_path: 
     path.write_text(json.dumps(data))
     card = ModelCard.read(directory / CARD_FILE)
     with pytest.raises(ModelError, match="does not match the card's"):
-        loader.load_drift_profile(directory, card)
+        loader.load_drift_profile(directory, card, contract)
     unchecked = replace(card, drift_profile_sha256=None)
-    assert loader.load_drift_profile(directory, unchecked) is not None
-    data["reference"]["features"][-1]["levels"][0] = "Cash"
+    assert loader.load_drift_profile(directory, unchecked, contract) is not None
+    categorical = next(f for f in data["reference"]["features"] if f["kind"] == "categorical")
+    categorical["levels"][0] = "not one of the contract's levels"
     path.write_text(json.dumps(data))
     with pytest.raises(ModelError, match="the contract lists"):
-        loader.load_drift_profile(directory, unchecked)
+        loader.load_drift_profile(directory, unchecked, contract)
     path.write_text("{}")
     with pytest.raises(ModelError, match="not a drift profile"):
-        loader.load_drift_profile(directory, unchecked)
+        loader.load_drift_profile(directory, unchecked, contract)

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from churn.params import LoadtestParams
-from churn.serving.schemas import Customer
+from churn.core.domain import Domain
+from churn.core.params import LoadtestParams
+from churn.serving import schemas
 from loadtest import run
 from loadtest.run import (
     merge,
@@ -23,8 +24,8 @@ from loadtest.run import (
     slo_violations,
     table,
 )
-from loadtest.workload import batch_problem, customer_pool, prediction_problem
-from tests.conftest import RAW_DATA
+from loadtest.workload import batch_problem, prediction_problem, record_pool
+from tests.support.paths import raw_files
 
 SLO = LoadtestParams(users=2, spawn_rate=1, duration_s=10, max_p99_ms=100, max_error_rate=0.0)
 
@@ -137,22 +138,24 @@ def test_no_requests_is_an_error_not_a_pass() -> None:
         table(parse_stats([]))
 
 
-def test_the_pool_is_valid_request_bodies() -> None:
-    pool = customer_pool(RAW_DATA, size=50, seed=0)
+def test_the_pool_is_valid_request_bodies(domain: Domain) -> None:
+    api = schemas.build(domain.contract)
+    pool = record_pool(raw_files(), domain, size=50, seed=0)
+    assert pool[0] == api.example
     assert len(pool) == 51
-    assert len({c["customer_id"] for c in pool}) == 51
-    for customer in pool:  # strict, as the API parses it: an int sent as 1.0 would fail
-        Customer.model_validate_json(json.dumps(customer))
+    assert len({record[api.id_field] for record in pool[1:]}) == 50  # drawn without repeats
+    for record in pool:  # strict, as the API parses it: an int sent as 1.0 would fail
+        api.Record.model_validate_json(json.dumps(record))
 
 
 @pytest.mark.parametrize(
     ("status", "body", "wanted"),
     [
-        (200, '{"churn_probability": 0.25}', None),
-        (200, '{"churn_probability": 0}', None),
-        (200, '{"churn_probability": 1.5}', "outside [0, 1]"),
-        (200, '{"churn_probability": "0.3"}', "not a number"),
-        (200, '{"churn": true}', "not a number"),
+        (200, '{"probability": 0.25}', None),
+        (200, '{"probability": 0}', None),
+        (200, '{"probability": 1.5}', "outside [0, 1]"),
+        (200, '{"probability": "0.3"}', "not a number"),
+        (200, '{"decision": true}', "not a number"),
         (200, "not json", "not JSON"),
         (200, "[0.2]", "not a JSON object"),
         (422, '{"detail": []}', "HTTP 422"),
@@ -169,10 +172,10 @@ def test_prediction_checks(status: int, body: str | None, wanted: str | None) ->
 
 
 def test_batch_checks() -> None:
-    good = json.dumps({"predictions": [{"churn_probability": 0.1}] * 3})
+    good = json.dumps({"predictions": [{"probability": 0.1}] * 3})
     assert batch_problem(200, good, expected=3) is None
-    assert batch_problem(200, good, expected=4) == "3 predictions for 4 customers"
-    bad = json.dumps({"predictions": [{"churn_probability": 0.1}, {"churn_probability": -1}]})
+    assert batch_problem(200, good, expected=4) == "3 predictions for 4 records"
+    bad = json.dumps({"predictions": [{"probability": 0.1}, {"probability": -1}]})
     assert "predictions[1]" in (batch_problem(200, bad, expected=2) or "")
     assert "no predictions list" in (batch_problem(200, "{}", expected=1) or "")
     assert batch_problem(503, "model not loaded", expected=1) == "HTTP 503: model not loaded"

@@ -1,3 +1,5 @@
+"""The model as one pipeline built from the contract, saved with skops and checked by hash."""
+
 from pathlib import Path
 
 import numpy as np
@@ -5,17 +7,22 @@ import pandas as pd
 import pytest
 from sklearn.pipeline import Pipeline
 
-from churn import contract
-from churn.artifacts import CARD_FILE, MODEL_FILE, ModelCard
-from churn.data import clean, features, label
-from churn.errors import ModelError
-from churn.model import build_pipeline, load_model, save_model
-from churn.params import Params
+from churn.core.artifacts import CARD_FILE, MODEL_FILE, ModelCard
+from churn.core.contract import Contract
+from churn.core.data import clean, features, label
+from churn.core.domain import Domain
+from churn.core.errors import ModelError
+from churn.core.params import Params
+from churn.pipeline.model import build_pipeline, load_model, save_model
+from tests.support.bad_data import unknown
 
 
-def _fit_and_save(params: Params, frame: pd.DataFrame, model_dir: Path, estimator: str) -> Pipeline:
+def _fit_and_save(
+    params: Params, frame: pd.DataFrame, model_dir: Path, estimator: str, contract: Contract
+) -> Pipeline:
     train = params.train.model_copy(update={"estimator": estimator})
-    pipeline = build_pipeline(train).fit(features(frame), label(frame))
+    pipeline = build_pipeline(train, contract)
+    pipeline.fit(features(frame, contract), label(frame, contract))
     sha = save_model(pipeline, model_dir)
     ModelCard(
         sha256=sha,
@@ -24,7 +31,7 @@ def _fit_and_save(params: Params, frame: pd.DataFrame, model_dir: Path, estimato
         estimator=estimator,
         threshold=train.threshold,
         params=train.model_dump(),
-        features=contract.feature_names(),
+        features=list(contract.feature_names),
         data={},
         metrics={},
         reference={},
@@ -34,28 +41,44 @@ def _fit_and_save(params: Params, frame: pd.DataFrame, model_dir: Path, estimato
 
 @pytest.mark.parametrize("estimator", ["logistic_regression", "hist_gradient_boosting"])
 def test_round_trip_gives_identical_predictions(
-    params: Params, raw_fixture: pd.DataFrame, tmp_path: Path, estimator: str
+    params: Params, raw_sample: pd.DataFrame, domain: Domain, tmp_path: Path, estimator: str
 ) -> None:
-    frame = clean(raw_fixture)
-    fitted = _fit_and_save(params, frame, tmp_path, estimator)
+    frame, contract = clean(raw_sample, domain), domain.contract
+    fitted = _fit_and_save(params, frame, tmp_path, estimator, contract)
     pipeline, card = load_model(tmp_path)
     assert card.estimator == estimator
-    score = pipeline.predict_proba(features(frame))[:, 1]
+    x = features(frame, contract)
+    score = pipeline.predict_proba(x)[:, 1]
     assert ((score >= 0) & (score <= 1)).all()
-    np.testing.assert_array_equal(score, fitted.predict_proba(features(frame))[:, 1])
+    np.testing.assert_array_equal(score, fitted.predict_proba(x)[:, 1])
 
 
-def test_pipeline_uses_contract_columns_and_levels(params: Params) -> None:
-    pipeline = build_pipeline(params.train)
-    transformers = {name: cols for name, _, cols in pipeline.named_steps["preprocess"].transformers}
-    assert transformers["numeric"] == contract.numeric_names()
-    assert transformers["categorical"] == contract.categorical_names()
+def test_pipeline_uses_contract_columns_and_levels(params: Params, contract: Contract) -> None:
+    pipeline = build_pipeline(params.train, contract)
+    preprocess = pipeline.named_steps["preprocess"]
+    transformers = {name: cols for name, _, cols in preprocess.transformers}
+    assert transformers["numeric"] == list(contract.numeric_names)
+    assert transformers["categorical"] == list(contract.categorical_names)
+    encoder = dict((name, step) for name, step, _ in preprocess.transformers)["categorical"]
+    assert encoder.categories == [list(c.levels) for c in contract.categorical]
+
+
+def test_an_unknown_level_is_refused_not_guessed(
+    params: Params, raw_sample: pd.DataFrame, domain: Domain, tmp_path: Path
+) -> None:
+    frame, contract = clean(raw_sample, domain), domain.contract
+    pipeline = _fit_and_save(params, frame, tmp_path, "logistic_regression", contract)
+    column = contract.categorical[0]
+    x = features(frame, contract).head(1).assign(**{column.name: unknown(column.levels, "new")})
+    with pytest.raises(ValueError, match="unknown categor"):
+        pipeline.predict_proba(x)
 
 
 def test_a_tampered_model_is_refused(
-    params: Params, raw_fixture: pd.DataFrame, tmp_path: Path
+    params: Params, raw_sample: pd.DataFrame, domain: Domain, tmp_path: Path
 ) -> None:
-    _fit_and_save(params, clean(raw_fixture), tmp_path, "logistic_regression")
+    frame = clean(raw_sample, domain)
+    _fit_and_save(params, frame, tmp_path, "logistic_regression", domain.contract)
     with (tmp_path / MODEL_FILE).open("ab") as handle:
         handle.write(b"\0")
     with pytest.raises(ModelError, match="does not match the card"):

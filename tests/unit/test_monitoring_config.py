@@ -20,10 +20,12 @@ import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
-from churn.params import load_params
+from churn.core.contract import Contract
+from churn.core.params import Params
+from churn.serving import schemas
 from churn.serving.middleware import ServiceMetrics
 from churn.serving.routes import ops
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 PROMETHEUS = REPO / "deploy" / "prometheus"
 GRAFANA = REPO / "deploy" / "grafana"
@@ -217,18 +219,21 @@ def test_every_alert_has_a_severity_and_a_summary_and_is_tested_firing() -> None
     assert fired == set(names)
 
 
-def test_the_latency_alert_uses_the_load_test_slo() -> None:
-    slo_s = load_params(REPO / "params.yaml").loadtest.max_p99_ms / 1000
+def test_the_latency_alert_uses_the_load_test_slo(params: Params) -> None:
+    slo_s = params.loadtest.max_p99_ms / 1000
     (rule,) = (rule for rule in alert_rules() if rule["alert"] == "ChurnHighLatencyP99")
     threshold = re.search(r">\s*([0-9.]+)\s*$", rule["expr"].strip())
     assert threshold is not None
     assert float(threshold.group(1)) == pytest.approx(slo_s)
 
 
-def test_prometheus_scrapes_the_service_metrics_route_and_loads_the_rules() -> None:
+def test_prometheus_scrapes_the_service_metrics_route_and_loads_the_rules(
+    contract: Contract,
+) -> None:
     config = load_yaml(PROMETHEUS / "prometheus.yml")
     (job,) = (job for job in config["scrape_configs"] if job["job_name"] == "churn-serving")
-    routes = {getattr(route, "path", None) for route in ops.router.routes}
+    router = ops.build_router(schemas.build(contract))
+    routes = {getattr(route, "path", None) for route in router.routes}
     assert job.get("metrics_path", "/metrics") in routes
     for rule_file in config["rule_files"]:
         assert (PROMETHEUS / rule_file).is_file(), rule_file

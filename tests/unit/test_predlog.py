@@ -16,12 +16,13 @@ from pydantic import ValidationError
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
-from churn.artifacts import ModelCard
-from churn.cli import app
-from churn.errors import ModelError, PredictionLogError
-from churn.params import MonitoringParams
-from churn.performance import figures, read_baseline, roc_auc, run, windows
-from churn.predlog import (
+from churn.cli.app import app
+from churn.core.artifacts import ModelCard
+from churn.core.contract import Contract
+from churn.core.errors import ModelError, PredictionLogError
+from churn.core.params import MonitoringParams
+from churn.monitoring.performance import figures, read_baseline, roc_auc, run, windows
+from churn.monitoring.predlog import (
     FEEDBACK,
     PREDICTIONS,
     FeedbackRecord,
@@ -35,14 +36,14 @@ from churn.predlog import (
     read_lines,
     read_predictions,
 )
-from churn.serving import loader
+from churn.serving import loader, schemas
 from churn.serving.loader import LoadedModel
 from churn.serving.middleware import ServiceMetrics
 from churn.serving.prediction_log import encode_feedback, encode_predictions
 from churn.serving.recorder import Recorder, RecorderMetrics
-from churn.serving.schemas import EXAMPLE, Customer
 from churn.serving.settings import ServingSettings
 from churn.serving.sinks import FileSink, recover_open_files, s3_client
+from tests.support.paths import PARAMS, REPO
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 SHA = "a" * 64
@@ -50,7 +51,7 @@ SHA = "a" * 64
 
 def _prediction(
     request_id: str,
-    customer_id: str | None = None,
+    record_id: str | None = None,
     *,
     at: datetime = T0,
     score: float = 0.5,
@@ -59,20 +60,20 @@ def _prediction(
     return PredictionRecord(
         time=at,
         request_id=request_id,
-        customer_id=customer_id,
+        id=record_id,
         model_version="1",
         model_sha256=sha,
         threshold=0.5,
-        churn_probability=score,
-        churn=score >= 0.5,
-        features={"tenure": 1},
+        probability=score,
+        decision=score >= 0.5,
+        features={"x": 1},  # the log keeps whatever the API validated
     )
 
 
 def _feedback(
-    churned: bool,
+    outcome: bool,
     request_id: str | None = None,
-    customer_id: str | None = None,
+    record_id: str | None = None,
     *,
     observed: datetime = T0 + timedelta(days=30),
     received: datetime | None = None,
@@ -80,8 +81,8 @@ def _feedback(
     return FeedbackRecord(
         received_at=received or observed,
         request_id=request_id,
-        customer_id=customer_id,
-        churned=churned,
+        id=record_id,
+        outcome=outcome,
         observed_at=observed,
     )
 
@@ -300,39 +301,50 @@ def test_a_failed_write_is_counted_and_the_next_one_succeeds(tmp_path: Path) -> 
 
 
 @pytest.fixture(scope="module")
-def small_model(small_model_dir: Path) -> LoadedModel:
-    """A real model (ONNX export and card) trained on the 32-row fixture."""
-    directory = small_model_dir
-    return loader.load_directory(directory, version="3", source="test")
+def small_model(small_model_dir: Path, contract: Contract) -> LoadedModel:
+    """A real model (ONNX export and card) trained on the small sample."""
+    return loader.load_directory(small_model_dir, contract, version="3", source="test")
 
 
-def test_encoded_predictions_read_back_as_records(small_model: LoadedModel, tmp_path: Path) -> None:
-    customers = [
-        Customer.model_validate_json(json.dumps(EXAMPLE)),
-        Customer.model_validate_json(json.dumps({**EXAMPLE, "customer_id": None, "tenure": 5})),
+def test_encoded_predictions_read_back_as_records(
+    small_model: LoadedModel, contract: Contract, tmp_path: Path
+) -> None:
+    api = schemas.build(contract)
+    example = api.example
+    features = {k: v for k, v in example.items() if k != api.id_field}
+    number = contract.numeric[0]  # set to its lowest valid value in the second record
+    other_number, lowest = api.numeric_fields[0], number.min_value
+    other = {
+        **example,
+        api.id_field: None,
+        other_number: int(lowest) if number.kind == "int" else lowest,
+    }
+    records = [
+        api.Record.model_validate_json(json.dumps(example)),
+        api.Record.model_validate_json(json.dumps(other)),
     ]
     at = time.time()
-    data = encode_predictions(at, "req-1", small_model, customers, [0.7, 0.2])
+    data = encode_predictions(at, "req-1", small_model, records, [0.7, 0.2], id_field=api.id_field)
     assert data.endswith(b"\n")
     assert data.count(b"\n") == 2
     (tmp_path / "predictions-1.jsonl").write_bytes(data)
     first, second = read_predictions(tmp_path)
     assert first.request_id == second.request_id == "req-1"
-    assert first.customer_id == EXAMPLE["customer_id"]
-    assert second.customer_id is None
+    assert first.id == example[api.id_field]
+    assert second.id is None
     assert first.time == datetime.fromtimestamp(at, UTC)
     assert (first.model_version, first.model_sha256) == ("3", small_model.sha256)
-    assert (first.churn_probability, first.churn) == (0.7, True)
-    assert (second.churn_probability, second.churn) == (0.2, False)
-    assert first.features == {k: v for k, v in EXAMPLE.items() if k != "customer_id"}
-    assert list(first.features) == [k for k in EXAMPLE if k != "customer_id"]
-    assert second.features["tenure"] == 5
+    assert (first.probability, first.decision) == (0.7, True)  # threshold 0.5
+    assert (second.probability, second.decision) == (0.2, False)
+    assert first.features == features
+    assert list(first.features) == list(features)  # in the API's order
+    assert second.features[other_number] == other[other_number]
 
 
 # -- join ------------------------------------------------------------------------------
 
 
-def test_feedback_joins_by_request_id_and_by_customer_id() -> None:
+def test_feedback_joins_by_request_id_and_by_record_id() -> None:
     predictions = [
         _prediction("r1", "0001-AAAAA", at=T0),
         _prediction("r2", "0002-BBBBB", at=T0),
@@ -341,44 +353,42 @@ def test_feedback_joins_by_request_id_and_by_customer_id() -> None:
     ]
     feedback = [
         _feedback(True, request_id="r1"),
-        _feedback(False, customer_id="0002-BBBBB"),
+        _feedback(False, record_id="0002-BBBBB"),
         _feedback(True, request_id="nope"),
     ]
     result = join(predictions, feedback)
-    assert [(x.prediction.request_id, x.churned, x.matched_by) for x in result.labelled] == [
+    assert [(x.prediction.request_id, x.outcome, x.matched_by) for x in result.labelled] == [
         ("r1", True, "request_id"),
-        ("r3", False, "customer_id"),  # the latest prediction before observed_at
+        ("r3", False, "id"),  # the latest prediction before observed_at
     ]
     assert (result.unmatched, result.ambiguous, result.superseded) == (1, 0, 0)
 
 
-def test_a_batch_request_needs_the_customer_id_too() -> None:
+def test_a_batch_request_needs_the_record_id_too() -> None:
     predictions = [_prediction("batch", "0001-AAAAA"), _prediction("batch", "0002-BBBBB")]
     result = join(
         predictions,
         [
             _feedback(True, request_id="batch"),
-            _feedback(False, request_id="batch", customer_id="0002-BBBBB"),
+            _feedback(False, request_id="batch", record_id="0002-BBBBB"),
         ],
     )
-    assert [(x.prediction.customer_id, x.churned) for x in result.labelled] == [
-        ("0002-BBBBB", False)
-    ]
+    assert [(x.prediction.id, x.outcome) for x in result.labelled] == [("0002-BBBBB", False)]
     assert result.ambiguous == 1
 
 
-def test_request_id_beats_customer_id_and_the_last_received_wins() -> None:
+def test_request_id_beats_record_id_and_the_last_received_wins() -> None:
     predictions = [_prediction("r1", "0001-AAAAA")]
     early, late = T0 + timedelta(days=1), T0 + timedelta(days=2)
     by_request = _feedback(True, request_id="r1", received=early)
-    by_customer_later = _feedback(False, customer_id="0001-AAAAA", received=late)
-    result = join(predictions, [by_request, by_customer_later])
-    assert [(x.churned, x.matched_by) for x in result.labelled] == [(True, "request_id")]
+    by_id_later = _feedback(False, record_id="0001-AAAAA", received=late)
+    result = join(predictions, [by_request, by_id_later])
+    assert [(x.outcome, x.matched_by) for x in result.labelled] == [(True, "request_id")]
     assert result.superseded == 1
 
     correction = _feedback(False, request_id="r1", received=late)
     result = join(predictions, [correction, by_request])  # order of arrival in files is not used
-    assert [x.churned for x in result.labelled] == [False]
+    assert [x.outcome for x in result.labelled] == [False]
 
 
 # -- figures and the verdict -----------------------------------------------------------
@@ -400,8 +410,8 @@ def test_precision_recall_and_windows() -> None:
     feedback = [_feedback(c, request_id=f"r{i}") for i, c in enumerate(outcomes)]
     labelled = join(predictions, feedback).labelled
     whole = figures(labelled, T0, T0 + timedelta(days=8))
-    # flagged (>= 0.5): r0 r1 r3 r5 r7, of which r1 stayed; churned: r0 r2 r3 r5 r7
-    assert (whole.flagged, whole.churned) == (5, 5)
+    # flagged (>= 0.5): r0 r1 r3 r5 r7, of which r1 was negative; positive: r0 r2 r3 r5 r7
+    assert (whole.flagged, whole.positives) == (5, 5)
     assert whole.precision == pytest.approx(4 / 5)
     assert whole.recall == pytest.approx(4 / 5)
     series = windows(labelled, days=3)
@@ -438,10 +448,10 @@ def _scored(good: bool, n: int = 40) -> tuple[list[PredictionRecord], list[Feedb
     """n predictions whose scores rank the outcomes perfectly (good) or backwards."""
     predictions, feedback = [], []
     for i in range(n):
-        churned = i % 2 == 0
-        score = (0.9 if churned else 0.1) if good else (0.1 if churned else 0.9)
+        positive = i % 2 == 0
+        score = (0.9 if positive else 0.1) if good else (0.1 if positive else 0.9)
         predictions.append(_prediction(f"r{i}", at=T0 + timedelta(minutes=i), score=score))
-        feedback.append(_feedback(churned, request_id=f"r{i}"))
+        feedback.append(_feedback(positive, request_id=f"r{i}"))
     return predictions, feedback
 
 
@@ -470,10 +480,9 @@ def test_the_baseline_must_have_the_metrics(tmp_path: Path) -> None:
 
 
 def test_churn_performance_exit_codes(tmp_path: Path) -> None:
-    from churn.params import load_params
-    from tests.conftest import REPO
+    from churn.core.params import load_params
 
-    params = load_params(REPO / "params.yaml").monitoring
+    params = load_params(PARAMS).monitoring
     predictions, feedback = _scored(good=False, n=params.min_labelled + 10)
     log_dir = tmp_path / "log"
     log_dir.mkdir()
@@ -483,7 +492,7 @@ def test_churn_performance_exit_codes(tmp_path: Path) -> None:
     _card().write(card)
     out = tmp_path / "out" / "performance.json"
     args = ["performance", "--log-dir", str(log_dir), "--card", str(card)]
-    args += ["--metrics", str(REPO / "metrics.json"), "--params", str(REPO / "params.yaml")]
+    args += ["--metrics", str(REPO / "metrics.json"), "--params", str(PARAMS)]
     result = CliRunner().invoke(app, [*args, "--json", str(out)])
     assert result.exit_code == 1, result.output
     assert "DECAYED" in result.output

@@ -1,4 +1,7 @@
-"""The registry decisions (promote, rollback) on fixture versions: no MLflow, no server."""
+"""The registry decisions (promote, rollback) on made-up versions: no MLflow, no server.
+
+The gate is params.yaml's; each version's metrics are placed against its limits.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +9,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from churn.artifacts import RunRecord
-from churn.errors import RegistryError, TrackingError
-from churn.params import MetricGate
-from churn.registry import (
+from churn.core.artifacts import RunRecord
+from churn.core.errors import RegistryError, TrackingError
+from churn.core.params import MetricGate, Params
+from churn.registry.champion import (
     PREVIOUS_TAG,
     VersionFacts,
     held_out_metrics,
@@ -18,84 +21,121 @@ from churn.registry import (
     recorded_version,
     rollback_target,
 )
-from churn.tracking import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION
+from churn.registry.tracking import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION
+from tests.support.params import (
+    HEADROOM,
+    at_limit,
+    comfortable,
+    limit_problem,
+    nudged,
+    regression_problem,
+)
 
-GATES = {
-    "roc_auc": MetricGate(limit=0.83, max_regression=0.01),
-    "brier": MetricGate(limit=0.16, max_regression=0.01, higher_is_better=False),
-}
-GOOD = {"roc_auc": 0.842, "brier": 0.138}
-# Within the limits, but 0.0165 worse on Brier than GOOD: a first champion, never a successor.
-WORSE = {"roc_auc": 0.833, "brier": 0.1545}
-MODEL = "churn-classifier"
+Gates = dict[str, MetricGate]
+MODEL = "classifier"
+
+
+@pytest.fixture
+def gates(params: Params) -> Gates:
+    return dict(params.gate)
+
+
+@pytest.fixture
+def good(gates: Gates) -> dict[str, float]:
+    return comfortable(gates)
+
+
+@pytest.fixture
+def worse(gates: Gates) -> dict[str, float]:
+    """Within the limits, but worse than ``good`` by more than allowed on every metric:
+    a first champion, never a successor."""
+    return at_limit(gates, HEADROOM / 10)
 
 
 def test_held_out_metrics_are_the_runs_test_metrics_by_their_metrics_json_name() -> None:
-    run = {"cv_roc_auc": 0.846, "test_roc_auc": 0.842, "test_brier": 0.138}
-    assert held_out_metrics(run) == {"roc_auc": 0.842, "brier": 0.138}
+    run = {"cv_roc_auc": 0.75, "test_roc_auc": 0.5, "test_brier": 0.25}
+    assert held_out_metrics(run) == {"roc_auc": 0.5, "brier": 0.25}
 
 
-def test_first_promotion_is_held_to_the_limits_only() -> None:
-    plan = plan_promotion(MODEL, VersionFacts("1", WORSE), None, GATES, challenger="1")
+def test_first_promotion_is_held_to_the_limits_only(gates: Gates, worse: dict[str, float]) -> None:
+    plan = plan_promotion(MODEL, VersionFacts("1", worse), None, gates, challenger="1")
     assert plan.passed
     assert plan.moves == {CHAMPION: "1", PREVIOUS_CHAMPION: None, CHALLENGER: None}
     assert plan.tags == {PREVIOUS_TAG: None}
     assert "no baseline yet" in plan.render()
-    assert "PROMOTED churn-classifier v1 to champion (was: none)" in plan.render()
+    assert f"PROMOTED {MODEL} v1 to champion (was: none)" in plan.render()
 
 
-def test_first_promotion_below_a_limit_is_refused_with_the_numbers() -> None:
-    low = {"roc_auc": 0.82, "brier": 0.138}
-    plan = plan_promotion(MODEL, VersionFacts("1", low), None, GATES, challenger="1")
+def test_first_promotion_beyond_a_limit_is_refused_with_the_numbers(
+    gates: Gates, good: dict[str, float]
+) -> None:
+    metric = next(iter(gates))
+    low = good | {metric: nudged(gates[metric], gates[metric].limit, -HEADROOM)}
+    plan = plan_promotion(MODEL, VersionFacts("1", low), None, gates, challenger="1")
     assert not plan.passed
     assert plan.moves == {}
     text = plan.render()
-    assert "roc_auc: 0.8200 is below the floor of 0.83" in text
-    assert "REFUSED: churn-classifier v1 is not promoted" in text
+    assert limit_problem(metric, gates[metric], low[metric]) in text
+    assert f"REFUSED: {MODEL} v1 is not promoted" in text
 
 
-def test_a_regression_against_the_champion_is_refused_and_nothing_moves() -> None:
-    champion = VersionFacts("2", GOOD, previous_champion="1")
-    plan = plan_promotion(MODEL, VersionFacts("3", WORSE), champion, GATES, challenger="3")
+def test_a_regression_against_the_champion_is_refused_and_nothing_moves(
+    gates: Gates, good: dict[str, float], worse: dict[str, float]
+) -> None:
+    champion = VersionFacts("2", good, previous_champion="1")
+    plan = plan_promotion(MODEL, VersionFacts("3", worse), champion, gates, challenger="3")
     assert not plan.passed
     assert (plan.moves, plan.tags) == ({}, {})
     lines = plan.render().splitlines()
     header = ["metric", "v3", "(candidate)", "v2", "(champion)", "limit", "max", "regression"]
     assert lines[0].split() == header
-    [brier] = [line.split() for line in lines if line.strip().startswith("brier")]
-    assert brier == ["brier", "0.1545", "0.1380", "<=", "0.16", "0.01", "FAILED"]
-    assert "  - brier: 0.1545 is 0.0165 worse than the baseline's 0.1380 (allowed: 0.01)" in lines
-    assert lines[-1] == "REFUSED: churn-classifier v3 is not promoted; champion stays v2"
+    for metric, gate in gates.items():
+        [row] = [line.split() for line in lines if line.split()[:1] == [metric]]
+        sign = ">=" if gate.higher_is_better else "<="
+        assert row == [
+            metric,
+            f"{worse[metric]:.4f}",
+            f"{good[metric]:.4f}",
+            sign,
+            f"{gate.limit:g}",
+            f"{gate.max_regression:g}",
+            "FAILED",
+        ]
+        assert f"  - {regression_problem(metric, gate, worse[metric], good[metric])}" in lines
+    assert lines[-1] == f"REFUSED: {MODEL} v3 is not promoted; champion stays v2"
 
 
-def test_a_promotion_records_the_champion_it_replaces() -> None:
-    champion = VersionFacts("2", GOOD)
-    better = {"roc_auc": 0.85, "brier": 0.13}
-    plan = plan_promotion(MODEL, VersionFacts("3", better), champion, GATES, challenger="3")
+def test_a_promotion_records_the_champion_it_replaces(gates: Gates, good: dict[str, float]) -> None:
+    champion = VersionFacts("2", good)
+    better = {m: nudged(g, good[m], HEADROOM) for m, g in gates.items()}
+    plan = plan_promotion(MODEL, VersionFacts("3", better), champion, gates, challenger="3")
     assert plan.passed
     assert plan.moves == {CHAMPION: "3", PREVIOUS_CHAMPION: "2", CHALLENGER: None}
     assert plan.tags == {PREVIOUS_TAG: "2"}
     assert plan.render().endswith("`churn rollback` restores v2")
 
 
-def test_promoting_a_given_version_leaves_a_newer_challenger_alone() -> None:
+def test_promoting_a_given_version_leaves_a_newer_challenger_alone(
+    gates: Gates, good: dict[str, float]
+) -> None:
     plan = plan_promotion(
-        MODEL, VersionFacts("3", GOOD), VersionFacts("2", GOOD), GATES, challenger="4"
+        MODEL, VersionFacts("3", good), VersionFacts("2", good), gates, challenger="4"
     )
     assert plan.moves == {CHAMPION: "3", PREVIOUS_CHAMPION: "2"}
 
 
-def test_promoting_the_champion_again_changes_nothing() -> None:
-    champion = VersionFacts("2", GOOD)
-    plan = plan_promotion(MODEL, VersionFacts("2", GOOD), champion, GATES, challenger=None)
+def test_promoting_the_champion_again_changes_nothing(gates: Gates, good: dict[str, float]) -> None:
+    champion = VersionFacts("2", good)
+    plan = plan_promotion(MODEL, VersionFacts("2", good), champion, gates, challenger=None)
     assert plan.passed
     assert plan.moves == {}
-    assert plan.render() == "churn-classifier v2 already is the champion; nothing to do"
+    assert plan.render() == f"{MODEL} v2 already is the champion; nothing to do"
 
 
-def test_a_version_without_held_out_metrics_is_an_error_not_a_verdict() -> None:
-    with pytest.raises(RegistryError, match=r"v4: its run has no test_brier; run `churn evaluate`"):
-        plan_promotion(MODEL, VersionFacts("4", {"roc_auc": 0.84}), None, GATES, challenger="4")
+def test_a_version_without_held_out_metrics_is_an_error_not_a_verdict(gates: Gates) -> None:
+    missing = ", ".join(f"test_{m}" for m in sorted(gates))
+    with pytest.raises(RegistryError, match=rf"v4: its run has no {missing}; run `churn evaluate`"):
+        plan_promotion(MODEL, VersionFacts("4", {}), None, gates, challenger="4")
     assert issubclass(RegistryError, TrackingError)  # the CLI's exit code 2
 
 
@@ -109,7 +149,7 @@ def test_a_run_file_names_a_version_only_in_the_registry_it_was_logged_to() -> N
             model=MODEL,
             uri=server,
         )
-    with pytest.raises(RegistryError, match="names the model other, not churn-classifier"):
+    with pytest.raises(RegistryError, match=f"names the model other, not {MODEL} "):
         recorded_version(
             RunRecord(server, "churn", "0" * 32, "models:/m-1", "other", "7"),
             model=MODEL,
@@ -117,15 +157,15 @@ def test_a_run_file_names_a_version_only_in_the_registry_it_was_logged_to() -> N
         )
 
 
-def test_rollback_needs_a_champion_with_a_recorded_predecessor() -> None:
+def test_rollback_needs_a_champion_with_a_recorded_predecessor(good: dict[str, float]) -> None:
     with pytest.raises(RegistryError, match="has no @champion"):
         rollback_target(MODEL, None)
     with pytest.raises(RegistryError, match="v1 is the first recorded champion"):
-        rollback_target(MODEL, VersionFacts("1", GOOD))
-    assert rollback_target(MODEL, VersionFacts("3", GOOD, previous_champion="2")) == "2"
+        rollback_target(MODEL, VersionFacts("1", good))
+    assert rollback_target(MODEL, VersionFacts("3", good, previous_champion="2")) == "2"
     with pytest.raises(RegistryError, match="v1 is not the previous champion"):
         plan_rollback(
-            MODEL, VersionFacts("3", GOOD, previous_champion="2"), VersionFacts("1", GOOD)
+            MODEL, VersionFacts("3", good, previous_champion="2"), VersionFacts("1", good)
         )
 
 
@@ -133,7 +173,8 @@ def test_rollback_needs_a_champion_with_a_recorded_predecessor() -> None:
 class Registry:
     """A registry's state as the plans see it; plans are applied the way `registry` does."""
 
-    metrics: dict[str, dict[str, float]]
+    gates: Gates
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)
     previous: dict[str, str] = field(default_factory=dict)  # version -> its PREVIOUS_TAG
 
@@ -158,7 +199,7 @@ class Registry:
         assert candidate is not None
         champion = self.facts(self.aliases.get(CHAMPION))
         plan = plan_promotion(
-            MODEL, candidate, champion, GATES, challenger=self.aliases[CHALLENGER]
+            MODEL, candidate, champion, self.gates, challenger=self.aliases[CHALLENGER]
         )
         for key, value in plan.tags.items():
             assert key == PREVIOUS_TAG
@@ -178,9 +219,11 @@ class Registry:
         return plan.restored
 
 
-def test_rollbacks_walk_back_through_the_champions_in_the_order_they_served() -> None:
-    registry = Registry(metrics={})
-    for version, metrics in [("1", GOOD), ("2", GOOD), ("3", WORSE), ("4", GOOD)]:
+def test_rollbacks_walk_back_through_the_champions_in_the_order_they_served(
+    gates: Gates, good: dict[str, float], worse: dict[str, float]
+) -> None:
+    registry = Registry(gates)
+    for version, metrics in [("1", good), ("2", good), ("3", worse), ("4", good)]:
         registry.train(version, metrics)
         registry.promote()
     # v3 was refused; it stays the challenger until v4 replaces it.
@@ -192,7 +235,7 @@ def test_rollbacks_walk_back_through_the_champions_in_the_order_they_served() ->
     with pytest.raises(RegistryError, match="nothing to roll back to"):
         registry.rollback()
     # A new champion after a rollback replaces the restored one, not the rolled-back one.
-    registry.train("5", GOOD)
+    registry.train("5", good)
     assert registry.promote()
     assert registry.aliases == {CHAMPION: "5", PREVIOUS_CHAMPION: "1"}
     assert registry.rollback() == "1"

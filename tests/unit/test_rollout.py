@@ -1,7 +1,7 @@
 """Model slots, A/B routing and shadow scoring (`churn.serving.rollout`), with stand-in models.
 
 The stand-ins answer a fixed score per model (or raise), so every test can
-tell which model scored which customer. The real thing, under uvicorn and
+tell which model scored which record. The real thing, under uvicorn and
 under load, is tests/integration/test_rollouts.py.
 """
 
@@ -9,23 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
+import pandas as pd
 import pytest
-from fastapi import FastAPI
 from pydantic import ValidationError
 
-from churn import contract
-from churn.abtest import CHALLENGER, CHAMPION, variant_for
-from churn.artifacts import ModelCard
-from churn.errors import ModelError
-from churn.predlog import read_predictions
+from churn.core.artifacts import ModelCard
+from churn.core.contract import Contract
+from churn.core.errors import ModelError
+from churn.monitoring.abtest import CHALLENGER, CHAMPION, variant_for
+from churn.monitoring.predlog import read_predictions
 from churn.serving import rollout as rollout_module
+from churn.serving import schemas
 from churn.serving.app import create_app
 from churn.serving.loader import LoadedModel
 from churn.serving.middleware import ServiceMetrics
@@ -39,8 +40,9 @@ from churn.serving.rollout import (
     Slots,
     Traffic,
 )
-from churn.serving.schemas import EXAMPLE, Customer, model_inputs
+from churn.serving.schemas import RecordBase, Schemas
 from churn.serving.settings import ServingSettings
+from tests.support.asgi import AppClient
 
 
 class StandIn(OnnxModel):
@@ -69,7 +71,7 @@ def stand_in(name: str, score: float | None, threshold: float = 0.5) -> LoadedMo
         estimator="stand_in",
         threshold=threshold,
         params={},
-        features=contract.feature_names(),
+        features=[],
         data={},
         metrics={},
         reference={},
@@ -78,15 +80,28 @@ def stand_in(name: str, score: float | None, threshold: float = 0.5) -> LoadedMo
 
 
 A, B, C = stand_in("a", 0.2), stand_in("b", 0.8, threshold=0.9), stand_in("c", 0.5)
-IDS = [f"{number:04d}-ABCDE" for number in range(2000)]
+
+
+@pytest.fixture(scope="module")
+def api(contract: Contract) -> Schemas:
+    return schemas.build(contract)
+
+
+@pytest.fixture(scope="module")
+def ids(raw_real: pd.DataFrame, contract: Contract) -> list[str]:
+    """Up to 2,000 distinct real record ids (they match the contract's id pattern)."""
+    real = raw_real[contract.id.name].dropna().drop_duplicates()
+    return [str(value) for value in real.head(2000)]
 
 
 def settings(**values: Any) -> ServingSettings:
     return ServingSettings(**values)
 
 
-def customers(ids: Sequence[str | None]) -> list[Customer]:
-    return [Customer.model_validate_json(json.dumps({**EXAMPLE, "customer_id": i})) for i in ids]
+def records(api: Schemas, ids: Sequence[str | None]) -> list[RecordBase]:
+    return [
+        api.Record.model_validate_json(json.dumps({**api.example, api.id_field: i})) for i in ids
+    ]
 
 
 # -- the slots ---------------------------------------------------------------------------
@@ -129,58 +144,56 @@ def test_loading_replaces_any_standby_and_unload_empties_it() -> None:
 # -- routing -----------------------------------------------------------------------------
 
 
-def test_without_a_candidate_or_a_share_the_champion_answers_everyone() -> None:
+def test_without_a_candidate_or_a_share_the_champion_answers_everyone(ids: list[str]) -> None:
     metrics = ServiceMetrics()
     ab = settings(ab_challenger_share=0.5)
     assert Traffic.build(Slots(A), ab, metrics).challenger is None
     assert Traffic.build(Slots(A).load(B).switch(), ab, metrics).challenger is None  # previous
     off = Traffic.build(Slots(A).load(B), settings(), metrics)
     assert off.challenger is None and off.shadow is None
-    assert {off.variant(i) for i in IDS} == {CHAMPION}
+    assert {off.variant(i) for i in ids} == {CHAMPION}
 
 
-def test_variants_follow_the_stable_hash_and_no_id_gets_the_champion() -> None:
+def test_variants_follow_the_stable_hash_and_no_id_gets_the_champion(ids: list[str]) -> None:
+    share = 0.3
     traffic = Traffic.build(
-        Slots(A).load(B), settings(ab_challenger_share=0.3, ab_salt="s1"), ServiceMetrics()
+        Slots(A).load(B), settings(ab_challenger_share=share, ab_salt="s1"), ServiceMetrics()
     )
-    variants = [traffic.variant(i) for i in IDS]
-    assert variants == [variant_for(i, 0.3, "s1") for i in IDS]
-    assert 0.25 < variants.count(CHALLENGER) / len(IDS) < 0.35
+    variants = [traffic.variant(i) for i in ids]
+    assert variants == [variant_for(i, share, "s1") for i in ids]
+    three_sigma = 3 * math.sqrt(share * (1 - share) / len(ids))
+    assert abs(variants.count(CHALLENGER) / len(ids) - share) < three_sigma
     assert traffic.variant(None) == CHAMPION
     assert traffic.model(CHALLENGER) is B and traffic.model(CHAMPION) is A
 
 
-def test_a_batch_is_scored_per_customer_by_its_variants_model() -> None:
+def test_a_batch_is_scored_per_record_by_its_variants_model(api: Schemas, ids: list[str]) -> None:
     traffic = Traffic.build(Slots(A).load(B), settings(ab_challenger_share=0.5), ServiceMetrics())
-    ids: list[str | None] = [*IDS[:50], None]
-    scored = traffic.score(*model_inputs(customers(ids)), ids)
+    some: list[str | None] = [*ids[:50], None]
+    scored = traffic.score(*api.model_inputs(records(api, some)), some)
     assert scored.variants is not None
-    assert scored.variants == [traffic.variant(i) for i in ids]
+    assert scored.variants == [traffic.variant(i) for i in some]
     assert {CHAMPION, CHALLENGER} == set(scored.variants)
     assert scored.scores == [0.8 if v == CHALLENGER else 0.2 for v in scored.variants]
     assert scored.shadow is None
 
-    everyone_a = [i for i in IDS[:50] if traffic.variant(i) == CHAMPION]
-    assert traffic.score(*model_inputs(customers(everyone_a)), everyone_a).scores == [0.2] * len(
-        everyone_a
-    )
-    everyone_b = [i for i in IDS[:50] if traffic.variant(i) == CHALLENGER]
-    assert traffic.score(*model_inputs(customers(everyone_b)), everyone_b).scores == [0.8] * len(
-        everyone_b
-    )
+    for variant, score in ((CHAMPION, 0.2), (CHALLENGER, 0.8)):
+        alike = [i for i in ids[:50] if traffic.variant(i) == variant]
+        inputs = api.model_inputs(records(api, alike))
+        assert traffic.score(*inputs, alike).scores == [score] * len(alike)
 
 
-def test_the_shadow_scores_the_champions_customers_only() -> None:
+def test_the_shadow_scores_the_champions_records_only(api: Schemas, ids: list[str]) -> None:
     metrics = ServiceMetrics()
     shadow_only = Traffic.build(Slots(A).load(B), settings(shadow=True), metrics)
-    ids = IDS[:20]
-    scored = shadow_only.score(*model_inputs(customers(ids)), ids)
+    some = ids[:20]
+    scored = shadow_only.score(*api.model_inputs(records(api, some)), some)
     assert scored.scores == [0.2] * 20 and scored.variants is None
     assert scored.shadow is not None
     assert scored.shadow.model is B and scored.shadow.scores == [0.8] * 20
 
     both = Traffic.build(Slots(A).load(B), settings(shadow=True, ab_challenger_share=0.5), metrics)
-    scored = both.score(*model_inputs(customers(ids)), ids)
+    scored = both.score(*api.model_inputs(records(api, some)), some)
     assert scored.variants is not None and scored.shadow is not None
     assert scored.shadow.scores == [0.8 if v == CHAMPION else None for v in scored.variants]
     assert metrics.registry.get_sample_value("churn_shadow_predictions_total") == 20 + sum(
@@ -188,12 +201,12 @@ def test_the_shadow_scores_the_champions_customers_only() -> None:
     )
 
 
-def test_a_failing_shadow_is_counted_and_the_answer_stands() -> None:
+def test_a_failing_shadow_is_counted_and_the_answer_stands(api: Schemas, ids: list[str]) -> None:
     metrics = ServiceMetrics()
     traffic = Traffic.build(Slots(A).load(stand_in("broken", None)), settings(shadow=True), metrics)
-    ids = IDS[:3]
+    some = ids[:3]
     for _ in range(2):
-        scored = traffic.score(*model_inputs(customers(ids)), ids)
+        scored = traffic.score(*api.model_inputs(records(api, some)), some)
         assert scored.scores == [0.2] * 3
         assert scored.shadow is None
     assert metrics.registry.get_sample_value("churn_shadow_failures_total") == 2
@@ -202,51 +215,58 @@ def test_a_failing_shadow_is_counted_and_the_answer_stands() -> None:
 # -- the log -----------------------------------------------------------------------------
 
 
-def test_records_name_the_variant_and_model_that_answered_and_the_shadow(tmp_path: Path) -> None:
+def test_records_name_the_variant_and_model_that_answered_and_the_shadow(
+    api: Schemas, ids: list[str], tmp_path: Path
+) -> None:
     traffic = Traffic.build(
         Slots(A).load(B), settings(shadow=True, ab_challenger_share=0.5), ServiceMetrics()
     )
-    ids: list[str | None] = [*IDS[:30], None]
-    batch = customers(ids)
-    scored = traffic.score(*model_inputs(batch), ids)
+    some: list[str | None] = [*ids[:30], None]
+    batch = records(api, some)
+    scored = traffic.score(*api.model_inputs(batch), some)
     data = encode_predictions(
         time.time(),
         "req-1",
         A,
         batch,
         scored.scores,
+        id_field=api.id_field,
         variants=scored.variants,
         challenger=B,
         shadow=scored.shadow,
     )
     (tmp_path / "predictions-1.jsonl").write_bytes(data)
-    records = read_predictions(tmp_path)
-    assert [r.customer_id for r in records] == ids
+    logged = read_predictions(tmp_path)
+    assert [r.id for r in logged] == some
     assert scored.variants is not None
-    for record, variant in zip(records, scored.variants, strict=True):
+    for record, variant in zip(logged, scored.variants, strict=True):
         assert record.variant == variant
         if variant == CHALLENGER:
-            assert (record.model_sha256, record.churn_probability, record.churn) == (
+            assert (record.model_sha256, record.probability, record.decision) == (
                 B.sha256,
                 0.8,
                 False,  # the challenger's own threshold, 0.9
             )
             assert record.shadow is None
         else:
-            assert (record.model_sha256, record.churn_probability) == (A.sha256, 0.2)
+            assert (record.model_sha256, record.probability) == (A.sha256, 0.2)
             assert record.shadow is not None
-            assert (record.shadow.model_sha256, record.shadow.churn_probability) == (B.sha256, 0.8)
-            assert record.shadow.churn is False
+            assert (record.shadow.model_sha256, record.shadow.probability) == (B.sha256, 0.8)
+            assert record.shadow.decision is False
 
 
 # -- loading -----------------------------------------------------------------------------
 
 
-def _rollout(monkeypatch: pytest.MonkeyPatch, delay_s: float = 0.0) -> Rollout:
+def _rollout(monkeypatch: pytest.MonkeyPatch, contract: Contract, delay_s: float = 0.0) -> Rollout:
     """A started rollout whose loads take ``delay_s`` and return C ("bad" directories fail)."""
 
     def fake_load(
-        settings: ServingSettings, *, model_dir: Path | None = None, model_uri: str | None = None
+        settings: ServingSettings,
+        contract: Contract,
+        *,
+        model_dir: Path | None = None,
+        model_uri: str | None = None,
     ) -> LoadedModel:
         time.sleep(delay_s)
         if model_dir == Path("bad"):
@@ -256,15 +276,15 @@ def _rollout(monkeypatch: pytest.MonkeyPatch, delay_s: float = 0.0) -> Rollout:
         return C
 
     monkeypatch.setattr(rollout_module, "load_model", fake_load)
-    rollout = Rollout(settings(), ServiceMetrics())
+    rollout = Rollout(settings(), ServiceMetrics(), contract)
     rollout.start(A, B)
     return rollout
 
 
 def test_a_model_that_does_not_load_leaves_the_slots_as_they_were(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, contract: Contract
 ) -> None:
-    rollout = _rollout(monkeypatch)
+    rollout = _rollout(monkeypatch, contract)
     before = rollout.traffic
     with pytest.raises(ModelError, match="not found"):
         asyncio.run(rollout.load(model_dir=Path("bad")))
@@ -279,9 +299,9 @@ def test_a_model_that_does_not_load_leaves_the_slots_as_they_were(
 
 
 def test_one_load_at_a_time_and_a_change_meanwhile_discards_it(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, contract: Contract
 ) -> None:
-    rollout = _rollout(monkeypatch, delay_s=0.2)
+    rollout = _rollout(monkeypatch, contract, delay_s=0.2)
 
     async def load_twice() -> None:
         first = asyncio.create_task(rollout.load(model_dir=Path("good")))
@@ -297,8 +317,10 @@ def test_one_load_at_a_time_and_a_change_meanwhile_discards_it(
     assert rollout.slots == Slots(B, A, PREVIOUS)  # the switch stands, the load was dropped
 
 
-def test_the_slot_metrics_follow_the_slots(monkeypatch: pytest.MonkeyPatch) -> None:
-    rollout = _rollout(monkeypatch)
+def test_the_slot_metrics_follow_the_slots(
+    monkeypatch: pytest.MonkeyPatch, contract: Contract
+) -> None:
+    rollout = _rollout(monkeypatch, contract)
     rollout.switch()
     value = rollout.metrics.registry.get_sample_value
     assert value("churn_model_switches_total", {"action": "switch"}) == 1
@@ -315,39 +337,24 @@ def test_the_slot_metrics_follow_the_slots(monkeypatch: pytest.MonkeyPatch) -> N
 # -- the app, in process -----------------------------------------------------------------
 
 
-def call(app: FastAPI, method: str, path: str, **kwargs: Any) -> list[httpx.Response]:
-    """Requests to ``app`` in this process, inside its lifespan; then GET /metrics."""
-
-    async def run() -> list[httpx.Response]:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
-                return [
-                    await client.request(method, path, **kwargs),
-                    await client.get("/metrics"),
-                ]
-
-    return asyncio.run(run())
-
-
-def test_a_failing_shadow_does_not_change_the_response() -> None:
+def test_a_failing_shadow_does_not_change_the_response(contract: Contract, api: Schemas) -> None:
     def answer(challenger: LoadedModel | None, shadow: bool) -> dict[str, Any]:
-        app = create_app(settings(shadow=shadow), A, challenger)
-        response, metrics = call(
-            app, "POST", "/predict", json=EXAMPLE, headers={"X-Request-ID": "same"}
-        )
-        if challenger is not None:
-            assert "churn_shadow_failures_total 1.0" in metrics.text
+        app = create_app(settings(shadow=shadow), A, challenger, contract)
+        with AppClient(app, headers={"X-Request-ID": "same"}) as client:
+            response = client.post("/predict", json=api.example)
+            if challenger is not None:
+                assert client.metric("churn_shadow_failures_total") == 1
         body: dict[str, Any] = response.json()
         return body
 
     assert answer(stand_in("broken", None), shadow=True) == answer(None, shadow=False)
 
 
-def test_admin_routes_exist_only_when_enabled() -> None:
+def test_admin_routes_exist_only_when_enabled(contract: Contract) -> None:
     for enabled, status in ((False, 404), (True, 200)):
-        app = create_app(settings(admin_enabled=enabled), A)
-        assert call(app, "GET", "/admin/models")[0].status_code == status
+        app = create_app(settings(admin_enabled=enabled), A, contract=contract)
+        with AppClient(app) as client:
+            assert client.get("/admin/models").status_code == status
 
 
 # -- settings ----------------------------------------------------------------------------

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from churn import tracking
-from churn.errors import TrackingError
+from churn.core.contract import Contract
+from churn.core.errors import TrackingError
+from churn.registry import tracking
 
 
 def test_fallback_setting_is_read_from_the_environment_and_checked(
@@ -93,3 +94,18 @@ def test_lineage_outside_git_keeps_the_data_hash(
     tags = tracking.lineage(tmp_path / "no.lock", data, cwd=tmp_path)
     assert set(tags) == {"train_data_md5"}
     assert "not a git repository" in caplog.text
+
+
+def test_signature_is_derived_from_the_contract(contract: Contract) -> None:
+    signature = tracking.signature(contract)
+    assert signature.inputs.input_names() == list(contract.feature_names)
+    types = {spec.name: spec.type.name for spec in signature.inputs.inputs}
+    assert {name: types[name] for name in contract.numeric_names} == dict.fromkeys(
+        contract.numeric_names, "double"
+    )
+    assert {name: types[name] for name in contract.categorical_names} == dict.fromkeys(
+        contract.categorical_names, "string"
+    )
+    assert signature.outputs is not None
+    [output] = signature.outputs.inputs
+    assert output.shape == (-1, 2)  # P(negative), P(positive)

@@ -1,5 +1,9 @@
 """The FastAPI application: `create_app(settings)` builds it, the lifespan loads the model.
 
+The app is built for one domain's contract (by default the one
+`churn.core.domain.load_domain` finds): the request models, the routes that
+take records and the model checks are all derived from it, once, here.
+
 The lifespan puts the model (and a candidate, if configured) into the model
 slots (`churn.serving.rollout`), opens the prediction log (when configured),
 and closes it on shutdown, which writes what is still buffered; and starts
@@ -15,12 +19,14 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import Depends, FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from churn.serving import loader
+from churn.core.domain import load_domain
+from churn.serving import loader, schemas
 from churn.serving.deps import require_admin_key, require_api_key
 from churn.serving.drift_monitor import DriftMonitor
 from churn.serving.loader import LoadedModel
@@ -30,6 +36,9 @@ from churn.serving.rollout import Rollout, load_challenger
 from churn.serving.routes import admin, feedback, ops, predict
 from churn.serving.settings import ServingSettings
 
+if TYPE_CHECKING:
+    from churn.core.contract import Contract
+
 log = logging.getLogger(__name__)
 
 
@@ -37,20 +46,26 @@ def create_app(
     settings: ServingSettings | None = None,
     model: LoadedModel | None = None,
     challenger: LoadedModel | None = None,
+    contract: Contract | None = None,
 ) -> FastAPI:
-    """The service. ``model`` and ``challenger``, if given, are loaded and self-checked.
+    """The service for ``contract``'s records (default: the domain's, `load_domain`).
 
-    Without them the lifespan loads what the settings name: the model, and a
-    candidate for the standby slot if ``CHURN_CHALLENGER_MODEL_*`` is set.
+    ``model`` and ``challenger``, if given, are loaded and self-checked
+    against the same contract. Without them the lifespan loads what the
+    settings name: the model, and a candidate for the standby slot if
+    ``CHURN_CHALLENGER_MODEL_*`` is set.
     """
     settings = settings or ServingSettings()
+    if contract is None:
+        contract = load_domain().contract
+    api = schemas.build(contract)
     metrics = ServiceMetrics()
-    rollout = Rollout(settings, metrics)
+    rollout = Rollout(settings, metrics, contract)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        loaded = model or loader.load(settings)
-        candidate = challenger or load_challenger(settings)
+        loaded = model or loader.load(settings, contract)
+        candidate = challenger or load_challenger(settings, contract)
         prediction_log = PredictionLog.open(settings, metrics)
         if prediction_log is not None:
             prediction_log.start()
@@ -69,8 +84,8 @@ def create_app(
                 await asyncio.to_thread(prediction_log.close)
 
     app = FastAPI(
-        title="Churn prediction",
-        summary="Churn probability for telecom customers, from the model the pipeline trained.",
+        title=contract.title,
+        summary=contract.description or None,
         version="1",
         lifespan=lifespan,
         # The service exports Prometheus metrics itself (/metrics). FastAPI's
@@ -84,10 +99,10 @@ def create_app(
     app.state.prediction_log = app.state.feedback_log = None
     app.state.drift = None
     protect = [Depends(require_api_key)] if settings.api_key is not None else []
-    app.include_router(predict.router, dependencies=protect)
+    app.include_router(predict.build_router(api), dependencies=protect)
     if settings.prediction_log_dir is not None:  # feedback goes to the log, or nowhere
-        app.include_router(feedback.router, dependencies=protect)
-    app.include_router(ops.router)
+        app.include_router(feedback.build_router(api), dependencies=protect)
+    app.include_router(ops.build_router(api))
     if settings.admin_enabled:
         if (admin_key := settings.admin_key) is None:
             log.warning(

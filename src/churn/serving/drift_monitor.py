@@ -1,13 +1,13 @@
-"""Live drift: the service's recent customers against the model's training data.
+"""Live drift: the service's recent records against the model's training data.
 
-`train` saves a `churn.drift.ModelDriftProfile` next to the model
+`train` saves a `churn.monitoring.drift.ModelDriftProfile` next to the model
 (``drift_profile.json``): the training split's bins and counts per feature,
 and the ``drift`` rule of ``params.yaml``. With it, the service
 
-- counts every scored customer into a sliding window (`DriftWindow.add`, on
-  the request path: ~4 µs for ``/predict``, ~2 µs a customer in a batch);
+- counts every scored record into a sliding window (`DriftWindow.add`, on
+  the request path: ~4 µs for ``/predict``, ~2 µs a record in a batch);
 - when ``/metrics`` is read, and at most every ``CHURN_DRIFT_INTERVAL_S``,
-  compares the window with the reference (`churn.drift.compare_counts`: the
+  compares the window with the reference (`churn.monitoring.drift.compare_counts`: the
   rule of ``churn drift``, ~1 ms) and sets ``churn_feature_drift{feature}``
   (PSI), ``churn_drift_detected`` (the verdict) and
   ``churn_drift_window_samples``.
@@ -32,62 +32,51 @@ import time
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Sequence
-from operator import attrgetter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from churn import contract
-from churn.drift import compare_counts
+from churn.core.contract import api_name
+from churn.monitoring.drift import compare_counts
+from churn.serving.schemas import attributes
 
 if TYPE_CHECKING:
-    from churn.drift import Counts, DriftResult, ModelDriftProfile, ReferenceProfile
+    from churn.monitoring.drift import Counts, DriftResult, ModelDriftProfile, ReferenceProfile
     from churn.serving.loader import LoadedModel
     from churn.serving.middleware import ServiceMetrics
-    from churn.serving.schemas import Customer
+    from churn.serving.schemas import RecordBase
     from churn.serving.settings import ServingSettings
 
 log = logging.getLogger(__name__)
 # The window moves in steps of a tenth of its size: a finer ring costs more
 # memory and more work per step, a coarser one makes the window's size jump.
 BLOCKS = 10
-# From this many customers in one call (a batch), counting column by column
-# with numpy beats counting row by row: ~1.8 against ~3.3 µs a customer.
+# From this many records in one call (a batch), counting column by column
+# with numpy beats counting row by row: ~1.8 against ~3.3 µs a record.
 COLUMNS_FROM = 32
 
 
-def _values_of(names: Sequence[str]) -> Callable[[Any], tuple[Any, ...]]:
-    """A function returning the named attributes of an object, always as a tuple."""
-    if len(names) == 1:
-        (name,) = names
-        return lambda item: (getattr(item, name),)
-    if not names:
-        return lambda item: ()
-    getter: Callable[[Any], tuple[Any, ...]] = attrgetter(*names)
-    return getter
-
-
 class DriftWindow:
-    """Counts per bin, for every feature of a profile, of the last ``size`` customers.
+    """Counts per bin, for every feature of a profile, of the last ``size`` records.
 
     The window is a ring of `BLOCKS` sealed blocks of ``ceil(size / BLOCKS)``
-    customers each, plus the block being filled. Adding a customer is one
+    records each, plus the block being filled. Adding a record is one
     increment per feature in a flat list of all the bins; when the block is
     full it is sealed (one array added to the running total) and the oldest
     block leaves as a whole (one array subtracted). So once traffic has filled
-    it, the window holds the last ``size`` customers and up to a tenth more:
-    never fewer, so a verdict needing ``size`` customers is always reached.
+    it, the window holds the last ``size`` records and up to a tenth more:
+    never fewer, so a verdict needing ``size`` records is always reached.
 
     The bins are the profile's own: numeric values are placed with the same
     `bisect_right` on the same edges as `FeatureProfile.bin_index` (numpy's
     ``searchsorted(side="right")`` for a batch), levels through a dictionary;
     a test checks the window against `churn drift`'s counts on every real
-    customer.
+    record.
     """
 
     def __init__(self, reference: ReferenceProfile, size: int) -> None:
         if size < BLOCKS:
-            raise ValueError(f"a window of {size} customers is smaller than its {BLOCKS} blocks")
+            raise ValueError(f"a window of {size} records is smaller than its {BLOCKS} blocks")
         self.block_size = -(-size // BLOCKS)
         self.slices: dict[str, slice] = {}
         numeric_names: list[str] = []
@@ -99,30 +88,30 @@ class DriftWindow:
         for feature in reference.features:
             self.slices[feature.name] = slice(start, start + len(feature.counts))
             if feature.kind == "numeric":
-                numeric_names.append(contract.api_name(feature.name))
+                numeric_names.append(api_name(feature.name))
                 self._numeric.append((feature.edges, start))
             else:
-                categorical_names.append(contract.api_name(feature.name))
+                categorical_names.append(api_name(feature.name))
                 self._categorical.append(
                     {level: start + i for i, level in enumerate(feature.levels)}
                 )
             start += len(feature.counts)
         self._bins = start
         self._numeric_edges = [np.asarray(edges, dtype=np.float64) for edges, _ in self._numeric]
-        self._numeric_values = _values_of(numeric_names)
-        self._categorical_values = _values_of(categorical_names)
+        self._numeric_values = attributes(numeric_names)
+        self._categorical_values = attributes(categorical_names)
         self._filling = [0] * self._bins
         self._filled = 0
         self._sealed: deque[Counts] = deque()
         self._sealed_total: Counts = np.zeros(self._bins, dtype=np.int64)
         self._lock = threading.Lock()
 
-    def add(self, customers: Sequence[Customer]) -> None:
-        """Count validated customers (the API's model, whose levels are the contract's)."""
+    def add(self, records: Sequence[RecordBase]) -> None:
+        """Count validated records (the API's model, whose levels are the contract's)."""
         with self._lock:
             done = 0
-            while done < len(customers):
-                part = customers[done : done + self.block_size - self._filled]
+            while done < len(records):
+                part = records[done : done + self.block_size - self._filled]
                 if len(part) < COLUMNS_FROM:
                     self._count_rows(part)
                 else:
@@ -132,19 +121,19 @@ class DriftWindow:
                 if self._filled == self.block_size:
                     self._seal()
 
-    def _count_rows(self, customers: Sequence[Customer]) -> None:
+    def _count_rows(self, records: Sequence[RecordBase]) -> None:
         counts = self._filling
         numeric, categorical = self._numeric, self._categorical
-        for customer in customers:
-            for value, (edges, start) in zip(self._numeric_values(customer), numeric, strict=True):
+        for record in records:
+            for value, (edges, start) in zip(self._numeric_values(record), numeric, strict=True):
                 counts[start + bisect_right(edges, value)] += 1
-            for level, bins in zip(self._categorical_values(customer), categorical, strict=True):
+            for level, bins in zip(self._categorical_values(record), categorical, strict=True):
                 counts[bins[level]] += 1
 
-    def _count_columns(self, customers: Sequence[Customer]) -> None:
+    def _count_columns(self, records: Sequence[RecordBase]) -> None:
         """As `_count_rows`, a column at a time (numpy's searchsorted is bisect_right)."""
-        numeric = zip(*map(self._numeric_values, customers), strict=True)
-        categorical = zip(*map(self._categorical_values, customers), strict=True)
+        numeric = zip(*map(self._numeric_values, records), strict=True)
+        categorical = zip(*map(self._categorical_values, records), strict=True)
         bins = [
             np.searchsorted(edges, np.asarray(column, dtype=np.float64), side="right") + start
             for column, edges, (_, start) in zip(
@@ -152,7 +141,7 @@ class DriftWindow:
             )
         ]
         bins += [
-            np.fromiter(map(levels.__getitem__, column), dtype=np.intp, count=len(customers))
+            np.fromiter(map(levels.__getitem__, column), dtype=np.intp, count=len(records))
             for column, levels in zip(categorical, self._categorical, strict=True)
         ]
         added = np.bincount(np.concatenate(bins), minlength=self._bins).tolist()
@@ -169,11 +158,11 @@ class DriftWindow:
 
     @property
     def rows(self) -> int:
-        """Customers in the window now."""
+        """RecordBases in the window now."""
         return len(self._sealed) * self.block_size + self._filled
 
     def counts(self) -> tuple[int, dict[str, Counts]]:
-        """(customers in the window, counts per bin by feature), as of now."""
+        """(records in the window, counts per bin by feature), as of now."""
         with self._lock:
             total = self._sealed_total + np.asarray(self._filling, dtype=np.int64)
             rows = self.rows
@@ -181,7 +170,7 @@ class DriftWindow:
 
 
 class DriftMonitor:
-    """The served model's drift profile, the window of recent customers, and the gauges.
+    """The served model's drift profile, the window of recent records, and the gauges.
 
     A new monitor starts with an empty window and no verdict, and clears the
     gauges a previous one set: when the served model changes, replace the
@@ -218,7 +207,7 @@ class DriftMonitor:
             _no_verdict(metrics)
             return None
         log.info(
-            "live drift: the last %d customers against the training data, "
+            "live drift: the last %d records against the training data, "
             "a verdict once %d are in, recomputed at most every %g s",
             settings.drift_window,
             settings.drift_min_samples,
@@ -232,15 +221,15 @@ class DriftMonitor:
             interval_s=settings.drift_interval_s,
         )
 
-    def add(self, customers: Sequence[Customer]) -> None:
-        """Count scored customers into the window (the request path's hook)."""
-        self.window.add(customers)
+    def add(self, records: Sequence[RecordBase]) -> None:
+        """Count scored records into the window (the request path's hook)."""
+        self.window.add(records)
 
     def refresh(self) -> DriftResult | None:
         """Compare the window with the reference and set the gauges, unless done recently.
 
         Returns the latest comparison; None while the window holds fewer
-        than ``min_samples`` customers (``churn_drift_detected`` stays NaN).
+        than ``min_samples`` records (``churn_drift_detected`` stays NaN).
         """
         now = self._clock()
         if self._computed_at is not None and now - self._computed_at < self.interval_s:
@@ -250,7 +239,7 @@ class DriftMonitor:
         self._metrics.drift_window.set(rows)
         if rows < self.min_samples:
             return None
-        sources = ("training data", f"last {rows} customers")
+        sources = ("training data", f"last {rows} records")
         try:
             result = compare_counts(
                 self.profile.reference, counts, self.profile.params, sources=sources

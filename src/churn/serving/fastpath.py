@@ -44,6 +44,23 @@ async def parse_json(request: Request, model: type[ModelT]) -> ModelT:
 
 
 def json_body(model: type[BaseModel]) -> dict[str, Any]:
-    """``openapi_extra`` declaring ``model`` as the operation's required JSON body."""
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    """``openapi_extra`` declaring ``model`` as the operation's required JSON body.
+
+    The models it nests (a batch's records) are written in place: the
+    operation's schema must stand alone, it has no ``$defs`` of its own.
+    """
+    schema = model.model_json_schema()
+    schema = _inline(schema, schema.pop("$defs", {}))
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def _inline(node: Any, defs: dict[str, Any]) -> Any:
+    """``node`` with every ``{"$ref": "#/$defs/Name"}`` replaced by that definition."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline(defs[ref.removeprefix("#/$defs/")], defs)
+        return {key: _inline(value, defs) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_inline(value, defs) for value in node]
+    return node

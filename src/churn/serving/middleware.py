@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from churn.abtest import CHALLENGER, CHAMPION
+from churn.monitoring.abtest import CHALLENGER, CHAMPION
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -43,7 +43,7 @@ class ServiceMetrics:
         )
         self.scores = Histogram(
             "churn_prediction_score",
-            "Predicted churn probabilities.",
+            "Predicted probabilities of the positive class.",
             buckets=SCORE_BUCKETS,
             registry=self.registry,
         )
@@ -87,30 +87,29 @@ class ServiceMetrics:
         )
         self.feedback = Counter(
             "churn_feedback_received_total",
-            "Outcomes accepted on /feedback, by whether the customer churned.",
-            ["churned"],
+            "Outcomes accepted on /feedback, by outcome (true: the positive class was observed).",
+            ["outcome"],
             registry=self.registry,
         )
         # Live drift (churn.serving.drift_monitor), recomputed when /metrics
-        # is read. No verdict yet (no drift profile, too few customers): the
+        # is read. No verdict yet (no drift profile, too few records): the
         # verdict is NaN, which no comparison in an alert rule matches.
         self.feature_drift = Gauge(
             "churn_feature_drift",
-            "Population stability index of each feature, recent customers against the "
-            "training data.",
+            "Population stability index of each feature, recent records against the training data.",
             ["feature"],
             registry=self.registry,
         )
         self.drift_detected = Gauge(
             "churn_drift_detected",
-            "1 while the recent customers have drifted from the training data (the "
+            "1 while the recent records have drifted from the training data (the "
             "model's drift rule), 0 if not, NaN before a verdict.",
             registry=self.registry,
         )
         self.drift_detected.set(math.nan)
         self.drift_window = Gauge(
             "churn_drift_window_samples",
-            "Customers in the window the drift metrics were computed on.",
+            "Records in the window the drift metrics were computed on.",
             registry=self.registry,
         )
         # Rollouts (churn.serving.rollout): the two model slots, what changes
@@ -136,7 +135,7 @@ class ServiceMetrics:
         )
         answered = Counter(
             "churn_predictions_total",
-            "Customers scored, by the variant that answered (champion, or the A/B "
+            "Records scored, by the variant that answered (champion, or the A/B "
             "test's challenger).",
             ["variant"],
             registry=self.registry,
@@ -144,7 +143,7 @@ class ServiceMetrics:
         self.answered = {variant: answered.labels(variant) for variant in (CHAMPION, CHALLENGER)}
         self.shadow_scored = Counter(
             "churn_shadow_predictions_total",
-            "Customers the candidate scored in shadow mode (logged, not returned).",
+            "Records the candidate scored in shadow mode (logged, not returned).",
             registry=self.registry,
         )
         self.shadow_failures = Counter(

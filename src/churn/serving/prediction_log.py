@@ -1,10 +1,10 @@
 """The service's prediction and feedback log, built from the settings.
 
 Two `Recorder` streams write into ``CHURN_PREDICTION_LOG_DIR``:
-``predictions`` (one line per scored customer, from ``/predict`` and
+``predictions`` (one line per scored record, from ``/predict`` and
 ``/predict/batch``) and ``feedback`` (one line per ``POST /feedback``). With
 ``CHURN_PREDICTION_LOG_S3_URI``, complete files are then shipped to S3. The
-record formats are `churn.predlog.PredictionRecord` and `FeedbackRecord`.
+record formats are `churn.monitoring.predlog.PredictionRecord` and `FeedbackRecord`.
 
 The routes encode their records (`encode_predictions`, `encode_feedback`)
 and hand the bytes to the recorder; `churn.serving.recorder` says why the
@@ -23,10 +23,9 @@ from typing import TYPE_CHECKING
 
 from pydantic_core import to_json
 
-from churn import contract
-from churn.abtest import CHALLENGER, CHAMPION
-from churn.errors import PredictionLogError
-from churn.predlog import FEEDBACK, PREDICTIONS, FeedbackRecord
+from churn.core.errors import PredictionLogError
+from churn.monitoring.abtest import CHALLENGER, CHAMPION
+from churn.monitoring.predlog import FEEDBACK, PREDICTIONS, FeedbackRecord
 from churn.serving.recorder import Recorder, RecorderMetrics
 from churn.serving.sinks import FileSink, S3Shipper, recover_open_files, s3_client
 
@@ -34,27 +33,29 @@ if TYPE_CHECKING:
     from churn.serving.loader import LoadedModel
     from churn.serving.middleware import ServiceMetrics
     from churn.serving.rollout import ShadowScores
-    from churn.serving.schemas import Customer
+    from churn.serving.schemas import RecordBase
     from churn.serving.settings import ServingSettings
 
 log = logging.getLogger(__name__)
-CUSTOMER_ID = contract.api_name(contract.ID_COLUMN)
 
 
 def encode_predictions(
     scored_at: float,
     request_id: str,
     model: LoadedModel,
-    customers: Sequence[Customer],
+    records: Sequence[RecordBase],
     scores: Sequence[float],
     *,
+    id_field: str,
     variants: Sequence[str] | None = None,
     challenger: LoadedModel | None = None,
     shadow: ShadowScores | None = None,
 ) -> bytes:
-    """One JSON line per scored customer (``scored_at``: `time.time()`).
+    """One JSON line per scored record (``scored_at``: `time.time()`).
 
-    ``model`` answered every customer, unless ``variants`` says which were
+    ``id_field`` is the record's id field (`churn.serving.schemas.Schemas.id_field`):
+    its value is logged as ``id``, every other field under ``features``.
+    ``model`` answered every record, unless ``variants`` says which were
     answered by ``challenger`` (an A/B test); ``shadow`` adds the shadow
     model's score where it has one.
 
@@ -69,22 +70,22 @@ def encode_predictions(
         stamps[CHALLENGER] = _stamp(challenger)
     shadow_model = None if shadow is None else _stamp(shadow.model)
     lines = []
-    for position, (customer, score) in enumerate(zip(customers, scores, strict=True)):
+    for position, (item, score) in enumerate(zip(records, scores, strict=True)):
         variant = CHAMPION if variants is None else variants[position]
         version, sha256, threshold = stamps[variant]
         # The validated values themselves (a frozen, strict model holds plain
         # str/int/float): a copy of __dict__ is over 10x cheaper than model_dump().
-        features = dict(customer.__dict__)
-        customer_id = features.pop(CUSTOMER_ID)
+        features = dict(item.__dict__)
+        record_id = features.pop(id_field)
         record = {
             "time": when,
             "request_id": request_id,
-            "customer_id": customer_id,
+            "id": record_id,
             "model_version": version,
             "model_sha256": sha256,
             "threshold": threshold,
-            "churn_probability": score,
-            "churn": score >= threshold,
+            "probability": score,
+            "decision": score >= threshold,
             "features": features,
             "variant": variant,
         }
@@ -94,8 +95,8 @@ def encode_predictions(
                 record["shadow"] = {
                     "model_version": shadow_model[0],
                     "model_sha256": shadow_model[1],
-                    "churn_probability": shadow_score,
-                    "churn": shadow_score >= shadow_model[2],
+                    "probability": shadow_score,
+                    "decision": shadow_score >= shadow_model[2],
                 }
         lines.append(to_json(record))
     lines.append(b"")

@@ -11,7 +11,7 @@ not by the background thread, for two measured reasons:
 
 - with one core and one GIL, encoding on another thread costs the same CPU
   and only moves the delay onto other requests, in bursts;
-- a buffer of references to live request objects (the validated customer,
+- a buffer of references to live request objects (the validated record,
   tuples) keeps thousands of objects alive for a flush interval. The
   garbage collector then runs far more often and its full collections,
   which walk every object of the process, took up to 40 ms each: p99

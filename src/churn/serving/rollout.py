@@ -5,8 +5,9 @@ The service holds the **active** model and, beside it, optionally a
 without a new container. The standby has a role:
 
 - ``candidate``: loaded, never active yet. An A/B test sends it a share of
-  the customers (``CHURN_AB_CHALLENGER_SHARE``), shadow mode has it score the
-  champion's customers (``CHURN_SHADOW``); ``switch`` makes it active.
+  the records (``CHURN_AB_CHALLENGER_SHARE``, by a stable hash of the record
+  id), shadow mode has it score the champion's records (``CHURN_SHADOW``);
+  ``switch`` makes it active.
 - ``previous``: the model the last ``switch`` replaced, kept loaded so that
   ``rollback`` is instant. It gets no traffic.
 
@@ -35,12 +36,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, NamedTuple, TypeVar
 
-from churn.abtest import CHALLENGER, CHAMPION, variant_for
-from churn.errors import ModelError
+from churn.core.errors import ModelError
+from churn.monitoring.abtest import CHALLENGER, CHAMPION, variant_for
 from churn.serving import loader
 from churn.serving.schemas import Variant
 
 if TYPE_CHECKING:
+    from churn.core.contract import Contract
     from churn.serving.loader import LoadedModel
     from churn.serving.middleware import ServiceMetrics
     from churn.serving.settings import ServingSettings
@@ -98,14 +100,14 @@ class Slots:
 
 
 class ShadowScores(NamedTuple):
-    """The shadow model's scores, aligned with the customers (None: the challenger answered)."""
+    """The shadow model's scores, aligned with the records (None: the challenger answered)."""
 
     model: LoadedModel
     scores: list[float | None]
 
 
 class ShadowScorer:
-    """The candidate scoring the champion's customers: failures are counted, never raised."""
+    """The candidate scoring the champion's records: failures are counted, never raised."""
 
     def __init__(self, model: LoadedModel, metrics: ServiceMetrics) -> None:
         self.model = model
@@ -127,20 +129,20 @@ class ShadowScorer:
 
 @dataclass(frozen=True, slots=True)
 class Scored:
-    """A request's scores, who answered each customer and the shadow's scores."""
+    """A request's scores, who answered each record and the shadow's scores."""
 
     scores: list[float]
-    variants: list[Variant] | None  # per customer; None: the champion answered all
+    variants: list[Variant] | None  # per record; None: the champion answered all
     shadow: ShadowScores | None  # None: shadow mode off, or it failed
 
 
 @dataclass(frozen=True, slots=True)
 class Traffic:
-    """Which model answers which customer: the slots and the settings, fixed together."""
+    """Which model answers which record: the slots and the settings, fixed together."""
 
     slots: Slots
-    challenger: LoadedModel | None = None  # answers `share` of the customers (A/B test on)
-    shadow: ShadowScorer | None = None  # scores the champion's customers (shadow mode on)
+    challenger: LoadedModel | None = None  # answers `share` of the records (A/B test on)
+    shadow: ShadowScorer | None = None  # scores the champion's records (shadow mode on)
     share: float = 0.0
     salt: str = ""
 
@@ -162,11 +164,11 @@ class Traffic:
     def champion(self) -> LoadedModel:
         return self.slots.active
 
-    def variant(self, customer_id: str | None) -> Variant:
-        """Stable per customer (`churn.abtest.variant_for`); no customer id: the champion."""
-        if self.challenger is None or customer_id is None:
+    def variant(self, record_id: str | None) -> Variant:
+        """Stable per record id (`churn.monitoring.abtest.variant_for`); no id: the champion."""
+        if self.challenger is None or record_id is None:
             return CHAMPION
-        if variant_for(customer_id, self.share, self.salt) == CHALLENGER:
+        if variant_for(record_id, self.share, self.salt) == CHALLENGER:
             return CHALLENGER
         return CHAMPION
 
@@ -176,9 +178,9 @@ class Traffic:
         return self.champion
 
     def score(
-        self, numeric: Numeric, categorical: Categorical, customer_ids: Sequence[str | None]
+        self, numeric: Numeric, categorical: Categorical, record_ids: Sequence[str | None]
     ) -> Scored:
-        """Score customers (rows of the model's two inputs), each with its variant's model.
+        """Score records (rows of the model's two inputs), each with its variant's model.
 
         One ONNX run per model that answers someone, plus one for the shadow.
         """
@@ -187,7 +189,7 @@ class Traffic:
             scores: list[float] = self.champion.model.predict(numeric, categorical).tolist()
             variants = None
         else:
-            variants = [self.variant(customer_id) for customer_id in customer_ids]
+            variants = [self.variant(record_id) for record_id in record_ids]
             champion_rows = [i for i, v in enumerate(variants) if v == CHAMPION]
             if len(champion_rows) == len(variants):
                 champion_rows = None
@@ -209,7 +211,7 @@ class Traffic:
     def _shadow(
         self, numeric: Numeric, categorical: Categorical, champion_rows: list[int] | None
     ) -> ShadowScores | None:
-        """The shadow's scores for the customers the champion answered."""
+        """The shadow's scores for the records the champion answered."""
         if self.shadow is None or champion_rows == []:
             return None
         if champion_rows is None:
@@ -229,21 +231,26 @@ def _rows(rows: Sequence[RowT], picked: list[int]) -> list[RowT]:
 
 
 def load_model(
-    settings: ServingSettings, *, model_dir: Path | None = None, model_uri: str | None = None
+    settings: ServingSettings,
+    contract: Contract,
+    *,
+    model_dir: Path | None = None,
+    model_uri: str | None = None,
 ) -> LoadedModel:
     """Load a model exactly as the service loads its own: hash check and self-check."""
     source = settings.model_copy(
         update={"model_dir": model_dir or settings.model_dir, "model_uri": model_uri}
     )
-    return loader.load(source)
+    return loader.load(source, contract)
 
 
-def load_challenger(settings: ServingSettings) -> LoadedModel | None:
+def load_challenger(settings: ServingSettings, contract: Contract) -> LoadedModel | None:
     """The candidate the settings name for start-up, if any."""
     if settings.challenger_model_dir is None and settings.challenger_model_uri is None:
         return None
     return load_model(
         settings,
+        contract,
         model_dir=settings.challenger_model_dir,
         model_uri=settings.challenger_model_uri,
     )
@@ -257,9 +264,12 @@ class Rollout:
     updates the slot metrics.
     """
 
-    def __init__(self, settings: ServingSettings, metrics: ServiceMetrics) -> None:
+    def __init__(
+        self, settings: ServingSettings, metrics: ServiceMetrics, contract: Contract
+    ) -> None:
         self.settings = settings
         self.metrics = metrics
+        self.contract = contract  # what a model loaded at run time is checked against
         self.traffic: Traffic | None = None
         self.loading = False
         self._changes = 0  # counts changes; a load applies only if none happened meanwhile
@@ -296,7 +306,7 @@ class Rollout:
         changes = self._changes
         try:
             model = await asyncio.to_thread(
-                load_model, self.settings, model_dir=model_dir, model_uri=model_uri
+                load_model, self.settings, self.contract, model_dir=model_dir, model_uri=model_uri
             )
         except ModelError:
             self.metrics.model_loads.labels("failed").inc()

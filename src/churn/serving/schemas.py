@@ -1,16 +1,24 @@
-"""Request and response models. The customer model is derived from the contract.
+"""Request and response models. The record models are built from the contract.
 
-Field names are the contract's columns in snake_case; categorical fields only
-accept the contract's levels (an ``enum`` in the OpenAPI schema), numbers
-its ranges, and the cross-field rules hold. Validation is strict: a number
-sent as a string, or a field the contract does not know, is a 422, not a
-guess.
+`build` derives, once per app, the models that depend on the domain: the
+record (`Schemas.Record`), the batch request and the feedback. Field names
+are the contract's columns in snake_case (`churn.core.contract.api_name`);
+categorical fields only accept the contract's levels (an ``enum`` in the
+OpenAPI schema), numbers its ranges, and the cross-field rules hold.
+Validation is strict: a number sent as a string, or a field the contract
+does not know, is a 422, not a guess.
+
+The other models (answers, model slots, errors) are the same for every
+domain and live at module level.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 from pydantic import (
     AwareDatetime,
@@ -22,84 +30,241 @@ from pydantic import (
     model_validator,
 )
 
-from churn import contract
+from churn.core.artifacts import MODEL_URI_PATTERN
+from churn.core.contract import api_name
+from churn.core.errors import ContractError
 
-API_NAMES = {column: contract.api_name(column) for column in contract.feature_names()}
-NUMERIC_FIELDS = tuple(contract.api_name(column) for column in contract.numeric_names())
-CATEGORICAL_FIELDS = tuple(contract.api_name(column) for column in contract.categorical_names())
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from churn.core.contract import Contract
+
 # A caller's X-Request-ID is kept when it matches; it ends up in logs and file lines.
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 MAX_CLOCK_SKEW = timedelta(minutes=5)
+# Feedback fields besides the record's id: the id's API name must not be one of them.
+FEEDBACK_FIELDS = ("request_id", "outcome", "observed_at", "received_at", "status")
+
+Rule = tuple[str, str, tuple[str, ...], str]
+"""A cross-field rule in API names: (when, when_value, then fields, then_value)."""
 
 
-class _CustomerRules(BaseModel):
-    """The contract's cross-field rules, checked after the per-field ones."""
+class RecordBase(BaseModel):
+    """What every record model shares: strict, frozen, and the contract's cross-field rules."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
+    rules: ClassVar[tuple[Rule, ...]] = ()
+
     @model_validator(mode="after")
-    def _cross_field_rules(self) -> _CustomerRules:
-        for rule in contract.IMPLICATIONS:
-            when = contract.api_name(rule.when)
-            condition = getattr(self, when) == rule.when_value
-            for column in rule.then:
-                then = contract.api_name(column)
-                if (getattr(self, then) == rule.then_value) != condition:
+    def _cross_field_rules(self) -> Self:
+        for when, when_value, then, then_value in self.rules:
+            condition = getattr(self, when) == when_value
+            for name in then:
+                if (getattr(self, name) == then_value) != condition:
                     raise ValueError(
-                        f"{then} must be {rule.then_value!r} exactly when "
-                        f"{when} is {rule.when_value!r}"
+                        f"{name} must be {then_value!r} exactly when {when} is {when_value!r}"
                     )
         return self
 
 
-def _customer_fields() -> dict[str, Any]:
-    fields: dict[str, Any] = {
-        contract.api_name(contract.ID_COLUMN): (
-            str | None,
-            Field(default=None, pattern=contract.ID_PATTERN, description="Optional, for tracing."),
-        )
-    }
-    for num in contract.NUMERIC_FEATURES:
-        kind: type = int if num.kind == "int" else float
-        fields[API_NAMES[num.name]] = (
-            kind,
-            Field(ge=num.min_value, le=num.max_value, description=num.description),
-        )
-    for cat in contract.CATEGORICAL_FEATURES:
-        fields[API_NAMES[cat.name]] = (Literal[cat.levels], Field(description=cat.description))
-    return fields
-
-
-EXAMPLE = {contract.api_name(column): value for column, value in contract.EXAMPLE.items()}
-
-if TYPE_CHECKING:
-    Customer = _CustomerRules
-else:
-    Customer = create_model(
-        "Customer",
-        __base__=_CustomerRules,
-        __doc__="One customer, as the data contract describes them.",
-        **_customer_fields(),
-    )
-    Customer.model_config["json_schema_extra"] = {"examples": [EXAMPLE]}
-    Customer.model_rebuild(force=True)
-
-
-class BatchRequest(BaseModel):
+class BatchRequestBase(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    customers: list[Customer] = Field(min_length=1)
+    # Narrowed to the domain's record model by `build`.
+    records: Sequence[RecordBase]
 
+
+class FeedbackBase(BaseModel):
+    """The true outcome for an earlier prediction, named by request id, record id, or both."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    id_field: ClassVar[str] = "id"
+
+    request_id: str | None = Field(
+        default=None,
+        pattern=REQUEST_ID_PATTERN,
+        description="The request_id of the prediction's response. With a batch request, "
+        "give the record's id too.",
+    )
+    outcome: bool = Field(description="Whether the positive class was observed.")
+    observed_at: AwareDatetime | None = Field(
+        default=None,
+        description="When the outcome was observed, ISO 8601 with a time zone "
+        "(default: when the feedback is received).",
+    )
+
+    @field_validator("observed_at")
+    @classmethod
+    def _not_in_the_future(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value > datetime.now(UTC) + MAX_CLOCK_SKEW:
+            raise ValueError("must not be in the future")
+        return value
+
+    @model_validator(mode="after")
+    def _names_a_prediction(self) -> Self:
+        if self.request_id is None and self.record_id is None:
+            raise ValueError(f"give request_id or {self.id_field} (or both)")
+        return self
+
+    @property
+    def record_id(self) -> str | None:
+        value: str | None = getattr(self, self.id_field)
+        return value
+
+
+class FeedbackAcceptedBase(BaseModel):
+    status: Literal["accepted"] = "accepted"
+    request_id: str | None
+    outcome: bool
+    observed_at: datetime
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class Schemas:
+    """The domain's API models and the field names the routes read, built by `build`."""
+
+    contract: Contract  # what they are built from
+    Record: type[RecordBase]
+    BatchRequest: type[BatchRequestBase]
+    Feedback: type[FeedbackBase]
+    FeedbackAccepted: type[FeedbackAcceptedBase]
+    id_field: str  # the record id's API name, in /predict and /feedback bodies
+    numeric_fields: tuple[str, ...]  # the model's numeric input, in contract order
+    categorical_fields: tuple[str, ...]  # the model's categorical input, in contract order
+    example: dict[str, Any]  # the contract's example record, in API names
+    input_schema: dict[str, Any]  # the record's JSON schema, for /model
+    _numeric: Callable[[Any], tuple[Any, ...]] = field(init=False, repr=False)
+    _categorical: Callable[[Any], tuple[Any, ...]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Built once: reading a record's inputs is then one C call per input.
+        object.__setattr__(self, "_numeric", attributes(self.numeric_fields))
+        object.__setattr__(self, "_categorical", attributes(self.categorical_fields))
+
+    def model_inputs(
+        self, records: Sequence[RecordBase]
+    ) -> tuple[list[tuple[float, ...]], list[tuple[str, ...]]]:
+        """Records as the model's two inputs: rows of numbers, rows of levels (contract order)."""
+        return list(map(self._numeric, records)), list(map(self._categorical, records))
+
+
+def build(contract: Contract) -> Schemas:
+    """The API models of ``contract``; `ContractError` if its id's API name is taken."""
+    id_field = api_name(contract.id.name)
+    if id_field in FEEDBACK_FIELDS:
+        raise ContractError(
+            f"id column {contract.id.name}: its API name {id_field!r} is a feedback field"
+        )
+    record_fields: dict[str, Any] = {
+        id_field: (
+            str | None,
+            Field(
+                default=None,
+                pattern=contract.id.pattern,
+                description=f"{contract.id.description} Optional: it names the record in "
+                "the prediction log and picks its A/B test variant.".strip(),
+            ),
+        )
+    }
+    for number in contract.numeric:
+        kind: type = int if number.kind == "int" else float
+        record_fields[api_name(number.name)] = (
+            kind,
+            Field(ge=number.min_value, le=number.max_value, description=number.description),
+        )
+    for category in contract.categorical:
+        record_fields[api_name(category.name)] = (
+            Literal[category.levels],
+            Field(description=category.description),
+        )
+    example = contract.api_example()
+    record = create_model(
+        "Record",
+        __base__=RecordBase,
+        __doc__=f"One record, as the data contract describes it ({contract.title}).",
+        **record_fields,
+    )
+    record.rules = tuple(
+        (api_name(r.when), r.when_value, tuple(api_name(c) for c in r.then), r.then_value)
+        for r in contract.implications
+    )
+    record.model_config["json_schema_extra"] = {"examples": [example]}
+    record.model_rebuild(force=True)
+
+    batch = create_model(
+        "BatchRequest",
+        __base__=BatchRequestBase,
+        records=(list[record], Field(min_length=1)),
+    )
+    id_description = contract.id.description or "The record's id."
+    feedback_fields: dict[str, Any] = {
+        id_field: (
+            str | None,
+            Field(
+                default=None,
+                pattern=contract.id.pattern,
+                description=f"{id_description} Alone, it names the record's latest "
+                "prediction before observed_at.",
+            ),
+        )
+    }
+    feedback = create_model(
+        "Feedback", __base__=FeedbackBase, __doc__=FeedbackBase.__doc__, **feedback_fields
+    )
+    feedback.id_field = id_field
+    feedback.model_config["json_schema_extra"] = {
+        "examples": [
+            {"request_id": "3f2a9c0d1b7e4e5f8a6b", "outcome": True},
+            {id_field: example[id_field], "outcome": False, "observed_at": "2026-10-31T00:00:00Z"},
+        ]
+    }
+    feedback.model_rebuild(force=True)
+    accepted_fields: dict[str, Any] = {id_field: (str | None, ...)}
+    accepted = create_model("FeedbackAccepted", __base__=FeedbackAcceptedBase, **accepted_fields)
+    numeric_fields = tuple(api_name(c) for c in contract.numeric_names)
+    categorical_fields = tuple(api_name(c) for c in contract.categorical_names)
+    return Schemas(
+        contract=contract,
+        Record=record,
+        BatchRequest=batch,
+        Feedback=feedback,
+        FeedbackAccepted=accepted,
+        id_field=id_field,
+        numeric_fields=numeric_fields,
+        categorical_fields=categorical_fields,
+        example=example,
+        input_schema=record.model_json_schema(),
+    )
+
+
+def attributes(names: Sequence[str]) -> Callable[[Any], tuple[Any, ...]]:
+    """A function returning the named attributes of an object, always as a tuple
+    (`operator.attrgetter`, which returns a bare value for one name)."""
+    if len(names) == 1:
+        (name,) = names
+        return lambda item: (getattr(item, name),)
+    if not names:
+        return lambda item: ()
+    getter: Callable[[Any], tuple[Any, ...]] = attrgetter(*names)
+    return getter
+
+
+# -- the same for every domain ---------------------------------------------------------
 
 Variant = Literal["champion", "challenger"]
 
 
 class Prediction(BaseModel):
-    churn_probability: float = Field(ge=0, le=1, description="P(churn) from the model.")
-    churn: bool = Field(description="churn_probability >= threshold.")
+    probability: float = Field(
+        ge=0, le=1, description="The model's probability of the positive class."
+    )
+    decision: bool = Field(description="probability >= threshold.")
     variant: Variant = Field(
         description="Which model answered: the champion (the active model), or the "
-        "challenger for the customers an A/B test sends to it."
+        "challenger for the records an A/B test sends to it."
     )
 
 
@@ -131,66 +296,6 @@ class BatchResponse(_ModelStamp):
     )
 
 
-class Feedback(BaseModel):
-    """The true outcome for an earlier prediction, named by request id, customer id, or both."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        strict=True,
-        frozen=True,
-        json_schema_extra={
-            "examples": [
-                {"request_id": "3f2a9c0d1b7e4e5f8a6b", "churned": True},
-                {
-                    "customer_id": "7590-VHVEG",
-                    "churned": False,
-                    "observed_at": "2026-10-31T00:00:00Z",
-                },
-            ]
-        },
-    )
-
-    request_id: str | None = Field(
-        default=None,
-        pattern=REQUEST_ID_PATTERN,
-        description="The request_id of the prediction's response. With a batch request, "
-        "give customer_id too.",
-    )
-    customer_id: str | None = Field(
-        default=None,
-        pattern=contract.ID_PATTERN,
-        description="The customer. Alone, it names their latest prediction before observed_at.",
-    )
-    churned: bool = Field(description="Whether the customer left.")
-    observed_at: AwareDatetime | None = Field(
-        default=None,
-        description="When the outcome was observed, ISO 8601 with a time zone "
-        "(default: when the feedback is received).",
-    )
-
-    @field_validator("observed_at")
-    @classmethod
-    def _not_in_the_future(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value > datetime.now(UTC) + MAX_CLOCK_SKEW:
-            raise ValueError("must not be in the future")
-        return value
-
-    @model_validator(mode="after")
-    def _names_a_prediction(self) -> Feedback:
-        if self.request_id is None and self.customer_id is None:
-            raise ValueError("give request_id or customer_id (or both)")
-        return self
-
-
-class FeedbackAccepted(BaseModel):
-    status: Literal["accepted"] = "accepted"
-    request_id: str | None
-    customer_id: str | None
-    churned: bool
-    observed_at: datetime
-    received_at: datetime
-
-
 class ModelInfo(BaseModel):
     version: str
     source: str
@@ -213,8 +318,8 @@ class LoadModel(BaseModel):
         frozen=True,
         json_schema_extra={
             "examples": [
-                {"model_dir": "/srv/models/churn-2026-11-30"},
-                {"model_uri": "models:/churn-classifier@challenger"},
+                {"model_dir": "/srv/models/2026-11-30"},
+                {"model_uri": "models:/classifier@challenger"},
             ]
         },
     )
@@ -230,7 +335,7 @@ class LoadModel(BaseModel):
     model_uri: str | None = Field(
         default=None,
         max_length=1024,
-        pattern=r"^models:/[^@\s]+@[^@\s]+$",
+        pattern=MODEL_URI_PATTERN,
         description="models:/<name>@<alias> in the MLflow registry (needs mlflow-skinny, "
         "which the container does not have).",
     )
@@ -259,9 +364,9 @@ class SlotsInfo(BaseModel):
         description="candidate: loaded, not yet active (switch promotes it); previous: the "
         "model the last switch replaced (rollback restores it)."
     )
-    ab_test: bool = Field(description="The candidate answers a share of the customers now.")
+    ab_test: bool = Field(description="The candidate answers a share of the records now.")
     ab_challenger_share: float
-    shadow: bool = Field(description="The candidate scores the champion's customers now.")
+    shadow: bool = Field(description="The candidate scores the champion's records now.")
     loading: bool = Field(description="A model is being loaded into the standby slot.")
 
 
@@ -284,10 +389,3 @@ class HTTPError(BaseModel):
 class Status(BaseModel):
     status: Literal["ok", "ready"]
     model_version: str | None = None
-
-
-def model_inputs(customers: list[Customer]) -> tuple[list[list[float]], list[list[str]]]:
-    """Customers as the model's two inputs: rows of numbers, rows of levels (contract order)."""
-    numeric = [[getattr(c, name) for name in NUMERIC_FIELDS] for c in customers]
-    categorical = [[getattr(c, name) for name in CATEGORICAL_FIELDS] for c in customers]
-    return numeric, categorical

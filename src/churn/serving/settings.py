@@ -6,8 +6,10 @@ import re
 from pathlib import Path
 from typing import Any, Self
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from churn.core.artifacts import parse_model_uri
 
 MIN_API_KEY_LENGTH = 16
 S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?$")
@@ -66,7 +68,7 @@ class ServingSettings(BaseSettings):
         default=5000,
         ge=10,
         le=1_000_000,
-        description="Compare the last this many customers (up to a tenth more) with the "
+        description="Compare the last this many records (up to a tenth more) with the "
         "training data.",
     )
     drift_min_samples: int = Field(
@@ -96,17 +98,18 @@ class ServingSettings(BaseSettings):
         default=0.0,
         ge=0,
         le=1,
-        description="Share of customers (by customer_id) the candidate answers; 0: no A/B test.",
+        description="Share of records (by a hash of their id) the candidate answers; "
+        "0: no A/B test.",
     )
     ab_salt: str = Field(
         default="",
         max_length=256,
-        description="Salt of the customer-to-variant hash; a new salt reshuffles customers "
+        description="Salt of the id-to-variant hash; a new salt reshuffles records "
         "for a new experiment.",
     )
     shadow: bool = Field(
         default=False,
-        description="The candidate also scores the customers the champion answers; its "
+        description="The candidate also scores the records the champion answers; its "
         "scores are logged, never returned.",
     )
     admin_enabled: bool = Field(
@@ -172,18 +175,15 @@ class ServingSettings(BaseSettings):
             raise ValueError("CHURN_DRIFT_MIN_SAMPLES must not exceed CHURN_DRIFT_WINDOW")
         return self
 
-    @field_validator("model_uri")
+    @field_validator("model_uri", "challenger_model_uri")
     @classmethod
-    def _registry_uri(cls, value: str | None) -> str | None:
-        if value is not None and not (value.startswith("models:/") and "@" in value):
-            raise ValueError("CHURN_MODEL_URI must look like models:/<name>@<alias>")
-        return value
-
-    @field_validator("challenger_model_uri")
-    @classmethod
-    def _challenger_registry_uri(cls, value: str | None) -> str | None:
-        if value is not None and not (value.startswith("models:/") and "@" in value):
-            raise ValueError("CHURN_CHALLENGER_MODEL_URI must look like models:/<name>@<alias>")
+    def _registry_uri(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
+            try:
+                parse_model_uri(value)
+            except ValueError:
+                variable = f"CHURN_{(info.field_name or '').upper()}"
+                raise ValueError(f"{variable} must look like models:/<name>@<alias>") from None
         return value
 
     @model_validator(mode="after")

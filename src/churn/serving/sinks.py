@@ -28,12 +28,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from churn.errors import PredictionLogError
-from churn.predlog import GZIP, OPEN, file_name, log_files, read_lines
+from churn.core.errors import PredictionLogError
+from churn.monitoring.predlog import GZIP, OPEN, file_name, log_files, read_lines
 from churn.serving.recorder import Counter
 
 log = logging.getLogger(__name__)
-FILE_MODE = 0o640  # features of real customers: not for every user on the host
+FILE_MODE = 0o640  # features of real records: not for every user on the host
 GZIP_LEVEL = 6
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
 

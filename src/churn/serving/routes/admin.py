@@ -18,7 +18,7 @@ from pathlib import Path
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 
-from churn.errors import ModelError
+from churn.core.errors import ModelError
 from churn.serving.deps import RolloutDep
 from churn.serving.drift_monitor import DriftMonitor
 from churn.serving.loader import LoadedModel

@@ -1,0 +1,202 @@
+"""The data contract as a value: what one record of the domain looks like.
+
+The contract is data, written by the domain room (``src/churn/domain/
+contract.yaml``) and loaded into a frozen `Contract`. Every consumer receives
+it as an argument, like the parameters, and derives what it needs from it:
+the Great Expectations suite, the model's feature lists and encoder
+categories, the typed reading of CSV files, the API's request model, the
+MLflow signature, the drift bins. Nothing in the machinery names a column.
+
+A contract describes the *clean* record, the one the model sees. Quirks of a
+raw file are repaired by the domain's ``repair`` function before validation,
+so the contract stays a description of good data, not of its accidents.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from churn.core.errors import ContractError
+
+Scalar = str | int | float
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Categorical(_Frozen):
+    """A text column whose values come from a fixed, ordered set of levels."""
+
+    name: str = Field(min_length=1)
+    levels: tuple[str, ...] = Field(min_length=1)
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _unique_levels(self) -> Self:
+        if len(set(self.levels)) != len(self.levels):
+            raise ValueError(f"{self.name}: levels repeat")
+        return self
+
+
+class Numeric(_Frozen):
+    """A numeric column with an inclusive valid range (in the column's unit)."""
+
+    name: str = Field(min_length=1)
+    kind: Literal["int", "float"]
+    min_value: float
+    max_value: float
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.min_value > self.max_value:
+            raise ValueError(f"{self.name}: min_value > max_value")
+        return self
+
+
+class Implication(_Frozen):
+    """A cross-field rule: ``when`` is ``when_value`` exactly when every column
+    in ``then`` holds ``then_value``."""
+
+    when: str
+    when_value: str
+    then: tuple[str, ...] = Field(min_length=1)
+    then_value: str
+
+
+class Label(Categorical):
+    """The binary label: two levels, one of them the positive class."""
+
+    positive: str
+    positive_rate: tuple[float, float] = Field(
+        description="The share of positives a real extract has; outside it the data is "
+        "almost certainly wrong (a filtered table, a swapped label)."
+    )
+
+    @model_validator(mode="after")
+    def _binary(self) -> Self:
+        if len(self.levels) != 2:
+            raise ValueError(f"label {self.name}: exactly two levels, got {len(self.levels)}")
+        if self.positive not in self.levels:
+            raise ValueError(f"label {self.name}: positive {self.positive!r} is not a level")
+        low, high = self.positive_rate
+        if not 0 <= low < high <= 1:
+            raise ValueError(f"label {self.name}: positive_rate must be 0 <= low < high <= 1")
+        return self
+
+
+class Identifier(_Frozen):
+    """The column that names a record (never a feature), and its format."""
+
+    name: str = Field(min_length=1)
+    pattern: str = Field(description="A regular expression every id matches (ASCII).")
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _compiles(self) -> Self:
+        try:
+            re.compile(self.pattern)
+        except re.error as exc:
+            raise ValueError(f"id pattern {self.pattern!r}: {exc}") from None
+        return self
+
+
+class Contract(_Frozen):
+    """One domain's records: the id, the features, the label, the rules between them."""
+
+    title: str = Field(min_length=1, description="What the model predicts, for people.")
+    description: str = Field(default="", description="One sentence for the API's summary.")
+    id: Identifier
+    label: Label
+    numeric: tuple[Numeric, ...] = ()
+    categorical: tuple[Categorical, ...] = ()
+    implications: tuple[Implication, ...] = ()
+    example: dict[str, Scalar] = Field(
+        description="One real, clean record (features and id): the API's documented example."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        names = [self.id.name, *self.feature_names, self.label.name]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"columns named twice: {', '.join(repeated)}")
+        if not self.feature_names:
+            raise ValueError("no feature columns")
+        api = [api_name(n) for n in names]
+        if len(set(api)) != len(api):
+            raise ValueError("two columns share an API name (snake_case)")
+        levels = self.levels_by_column
+        for rule in self.implications:
+            for column, value in (
+                (rule.when, rule.when_value),
+                *((c, rule.then_value) for c in rule.then),
+            ):
+                if column not in levels:
+                    raise ValueError(f"rule on {column}: not a categorical column")
+                if value not in levels[column]:
+                    raise ValueError(f"rule on {column}: {value!r} is not one of its levels")
+        expected = {self.id.name, *self.feature_names}
+        if set(self.example) != expected:
+            missing, extra = expected - set(self.example), set(self.example) - expected
+            raise ValueError(f"example: missing {sorted(missing)}, unknown {sorted(extra)}")
+        return self
+
+    # Derived views. Column order is the model's input order: numeric, then categorical.
+    @cached_property
+    def feature_names(self) -> tuple[str, ...]:
+        return (*self.numeric_names, *self.categorical_names)
+
+    @cached_property
+    def numeric_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.numeric)
+
+    @cached_property
+    def categorical_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.categorical)
+
+    @cached_property
+    def all_columns(self) -> tuple[str, ...]:
+        """Every column of a labelled record (raw file or prepared split)."""
+        return (self.id.name, *self.feature_names, self.label.name)
+
+    @cached_property
+    def levels_by_column(self) -> dict[str, tuple[str, ...]]:
+        return {c.name: c.levels for c in (*self.categorical, self.label)}
+
+    @cached_property
+    def columns_by_name(self) -> dict[str, Numeric | Categorical]:
+        columns: dict[str, Numeric | Categorical] = {c.name: c for c in self.numeric}
+        return columns | {c.name: c for c in self.categorical}
+
+    def api_example(self) -> dict[str, Any]:
+        """The example record with API (snake_case) field names."""
+        return {api_name(column): value for column, value in self.example.items()}
+
+
+def api_name(column: str) -> str:
+    """The snake_case name a column has in JSON APIs: ``accountID`` → ``account_id``."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", column).replace(" ", "_").lower()
+
+
+def load_contract(path: Path) -> Contract:
+    """Read a contract file; `ContractError` names the file and the first problem."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ContractError(f"{path}: cannot read the contract ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise ContractError(f"{path}: not valid YAML ({exc})") from None
+    try:
+        return Contract.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "top level"
+        raise ContractError(f"{path}: {where}: {first['msg']}") from None

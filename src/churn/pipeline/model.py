@@ -1,0 +1,203 @@
+"""The model: one scikit-learn `Pipeline`, its safe persistence and its card.
+
+`build_pipeline` returns the *unfitted* preprocessing + estimator pipeline,
+with its columns and categorical levels taken from the data contract, so the
+object that is trained is the object that is served.
+
+Models are stored with skops, whose loader rebuilds objects from a schema and
+refuses types it has not been told to trust, instead of `pickle`, which runs
+whatever code the file names. Before loading, the file's SHA-256 is checked
+against the model card written beside it.
+"""
+
+from __future__ import annotations
+
+import platform
+from importlib.metadata import version
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from churn.core.artifacts import CARD_FILE, MODEL_FILE, ModelCard, file_sha256
+from churn.core.errors import ModelError, first_line
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from sklearn.pipeline import Pipeline
+
+    from churn.core.contract import Contract
+    from churn.core.params import TrainParams
+
+# Types outside skops' built-in allowlist that our own estimators contain.
+# Anything else found in a model file is refused at load time.
+TRUSTED_TYPES = frozenset({"sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"})
+LIBRARIES = ("scikit-learn", "skops", "numpy", "pandas")
+SERVING_LIBRARIES = ("skl2onnx", "onnxruntime")
+# Largest allowed difference in P(positive) between the pipeline and its export.
+ONNX_TOLERANCE = 1e-5
+
+
+def build_pipeline(params: TrainParams, contract: Contract) -> Pipeline:
+    """The unfitted preprocessing + estimator pipeline described by ``params``."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    estimator: Any
+    numeric: Any
+    if params.estimator == "logistic_regression":
+        lr = params.logistic_regression
+        numeric = StandardScaler()
+        estimator = LogisticRegression(C=lr.C, max_iter=lr.max_iter, random_state=params.seed)
+    else:
+        hgb = params.hist_gradient_boosting
+        # Trees need no scaling, and a scaler in front of trees makes float32
+        # exports (ONNX) flip branches: keep the numbers as they are.
+        numeric = "passthrough"
+        estimator = HistGradientBoostingClassifier(
+            learning_rate=hgb.learning_rate,
+            max_iter=hgb.max_iter,
+            max_depth=hgb.max_depth,
+            l2_regularization=hgb.l2_regularization,
+            random_state=params.seed,
+        )
+    categorical = OneHotEncoder(
+        categories=[list(c.levels) for c in contract.categorical],
+        handle_unknown="error",
+        sparse_output=False,
+    )
+    preprocess = ColumnTransformer(
+        [
+            ("numeric", numeric, list(contract.numeric_names)),
+            ("categorical", categorical, list(contract.categorical_names)),
+        ],
+        remainder="drop",
+    )
+    return Pipeline([("preprocess", preprocess), ("classifier", estimator)])
+
+
+def export_onnx(pipeline: Pipeline, contract: Contract) -> bytes:
+    """The fitted pipeline as an ONNX graph: one input per contract feature.
+
+    Probabilities come out as a plain ``[n, 2]`` tensor (no ZipMap), which is
+    what `churn.serving.onnx_model.OnnxModel` reads.
+    """
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+
+    inputs = [(name, FloatTensorType([None, 1])) for name in contract.numeric_names]
+    inputs += [(name, StringTensorType([None, 1])) for name in contract.categorical_names]
+    classifier = pipeline.named_steps["classifier"]
+    try:
+        graph = convert_sklearn(
+            pipeline, initial_types=inputs, options={id(classifier): {"zipmap": False}}
+        )
+    except Exception as exc:  # skl2onnx raises assorted errors per converter
+        reason = first_line(exc, 200)
+        raise ModelError(
+            f"cannot export {type(classifier).__name__} to ONNX with skl2onnx "
+            f"{version('skl2onnx')}: {reason}"
+        ) from None
+    _stack_inputs(graph, contract)
+    serialized: bytes = graph.SerializeToString()
+    return serialized
+
+
+def _stack_inputs(graph: Any, contract: Contract) -> None:
+    """Replace the one-input-per-feature signature with two stacked inputs.
+
+    skl2onnx names one ``[n, 1]`` input per column. A ``Split`` node per kind
+    turns ``numeric`` ``[n, n_numeric]`` and ``categorical`` ``[n, n_categorical]``
+    back into those tensors, so the converted graph is unchanged behind them
+    and a caller feeds two arrays instead of one per feature.
+    """
+    from onnx import TensorProto, checker, helper
+
+    from churn.serving.onnx_model import CATEGORICAL_INPUT, NUMERIC_INPUT
+
+    numeric, categorical = list(contract.numeric_names), list(contract.categorical_names)
+    del graph.graph.input[:]
+    graph.graph.input.extend(
+        [
+            helper.make_tensor_value_info(NUMERIC_INPUT, TensorProto.FLOAT, [None, len(numeric)]),
+            helper.make_tensor_value_info(
+                CATEGORICAL_INPUT, TensorProto.STRING, [None, len(categorical)]
+            ),
+        ]
+    )
+    splits = [
+        helper.make_node("Split", [source], names, axis=1, split=[1] * len(names), name=source)
+        for source, names in ((NUMERIC_INPUT, numeric), (CATEGORICAL_INPUT, categorical))
+    ]
+    nodes = list(graph.graph.node)
+    del graph.graph.node[:]
+    graph.graph.node.extend(splits + nodes)
+    checker.check_model(graph)
+
+
+def onnx_difference(pipeline: Pipeline, onnx: bytes, x: pd.DataFrame, contract: Contract) -> float:
+    """Largest |P(positive)| difference between the pipeline and its ONNX export on ``x``.
+
+    Raises `ModelError` when it exceeds `ONNX_TOLERANCE`, so a model whose
+    export answers differently is never written or served.
+    """
+    from churn.serving.onnx_model import OnnxModel
+
+    exported = OnnxModel(onnx, contract).predict_columns(
+        {name: x[name].to_numpy() for name in x.columns}
+    )
+    difference = float(np.max(np.abs(exported - pipeline.predict_proba(x)[:, 1])))
+    if difference > ONNX_TOLERANCE:
+        raise ModelError(
+            f"the ONNX export differs from the pipeline by {difference:.2e} "
+            f"(> {ONNX_TOLERANCE:g}) on {len(x)} rows"
+        )
+    return difference
+
+
+def library_versions() -> dict[str, str]:
+    libraries = (*LIBRARIES, *SERVING_LIBRARIES)
+    return {"python": platform.python_version(), **{lib: version(lib) for lib in libraries}}
+
+
+def save_model(pipeline: Pipeline, model_dir: Path) -> str:
+    """Write the fitted pipeline to ``model_dir`` and return its SHA-256."""
+    import skops.io as sio
+
+    model_dir.mkdir(parents=True, exist_ok=True)
+    path = model_dir / MODEL_FILE
+    sio.dump(pipeline, path)
+    return file_sha256(path)
+
+
+def load_model(model_dir: Path) -> tuple[Pipeline, ModelCard]:
+    """Load a pipeline after checking its hash and the types it contains."""
+    import skops.io as sio
+
+    card = ModelCard.read(model_dir / CARD_FILE)
+    path = model_dir / MODEL_FILE
+    if not path.is_file():
+        raise ModelError(f"{path}: no model file")
+    actual = file_sha256(path)
+    if actual != card.sha256:
+        raise ModelError(
+            f"{path}: SHA-256 {actual[:12]}… does not match the card's {card.sha256[:12]}…"
+        )
+    pipeline: Pipeline = sio.load(path, trusted=trusted_types(path))
+    return pipeline, card
+
+
+def trusted_types(path: Path) -> list[str]:
+    """The non-default types a model file needs, if all are on our allowlist."""
+    import skops.io as sio
+
+    try:
+        untrusted = set(sio.get_untrusted_types(file=path))
+    except Exception as exc:  # skops raises assorted errors for a damaged zip
+        raise ModelError(f"{path}: not a readable skops file ({exc})") from None
+    if unknown := untrusted - TRUSTED_TYPES:
+        raise ModelError(f"{path}: refuses to load untrusted types {sorted(unknown)}")
+    return sorted(untrusted)

@@ -1,0 +1,199 @@
+"""Stage `train`: fit the pipeline, save it safely, log and register it.
+
+Training refuses to start unless the validation report of the same data says
+it passed, so a model is never fitted on data that broke the contract, even
+when this stage is run by hand outside `dvc repro`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from churn.core.artifacts import (
+    CARD_FILE,
+    DRIFT_PROFILE_FILE,
+    ONNX_FILE,
+    RUN_FILE,
+    ModelCard,
+    file_sha256,
+)
+from churn.core.contract import Contract
+from churn.core.data import features, label, load
+from churn.core.domain import Domain
+from churn.core.errors import ValidationFailedError
+from churn.core.jsonio import read_json_object
+from churn.core.params import DriftParams, TrainParams
+from churn.monitoring.drift import model_profile
+from churn.pipeline.model import (
+    build_pipeline,
+    export_onnx,
+    library_versions,
+    onnx_difference,
+    save_model,
+)
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
+
+    from churn.registry.tracking import TrackingSettings
+
+log = logging.getLogger(__name__)
+EXAMPLE_ROWS = 3
+# At least this many training rows (and enough to show every categorical
+# level) are stored in the card with their scores, for later self-checks.
+REFERENCE_ROWS = 5
+
+
+def cross_validate(
+    frame: pd.DataFrame, params: TrainParams, contract: Contract
+) -> dict[str, float]:
+    """Stratified k-fold ROC AUC of a fresh pipeline on ``frame``."""
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    folds = StratifiedKFold(n_splits=params.cv_folds, shuffle=True, random_state=params.seed)
+    scores = cross_val_score(
+        build_pipeline(params, contract),
+        features(frame, contract),
+        label(frame, contract),
+        cv=folds,
+        scoring="roc_auc",
+    )
+    return {
+        "cv_roc_auc": round(float(scores.mean()), 6),
+        "cv_roc_auc_std": round(float(scores.std()), 6),
+    }
+
+
+def run(
+    frame: pd.DataFrame, params: TrainParams, contract: Contract
+) -> tuple[Pipeline, dict[str, float]]:
+    """Cross-validate, then fit on all of ``frame``; returns (pipeline, CV metrics)."""
+    metrics = cross_validate(frame, params, contract)
+    x, y = features(frame, contract), label(frame, contract)
+    pipeline = build_pipeline(params, contract).fit(x, y)
+    return pipeline, metrics
+
+
+def require_passed(report_path: Path, data_path: Path) -> None:
+    """The report must say the data passed, and be about this very file (by hash)."""
+    report = read_json_object(report_path, ValidationFailedError, hint="no validation report")
+    if report.get("success") is not True:
+        raise ValidationFailedError(f"{report_path}: the data failed validation; not training")
+    if file_sha256(data_path) not in report.get("sha256", {}).values():
+        raise ValidationFailedError(
+            f"{report_path} does not cover {data_path} as it is now: validate it first"
+        )
+
+
+def reference_rows(x: pd.DataFrame, contract: Contract) -> list[int]:
+    """Positions of a few rows that together show every level of every categorical.
+
+    The service scores them at start-up against the pipeline's scores, so a
+    model whose inputs were wired differently (a swapped column) cannot pass.
+    """
+    chosen: list[int] = []
+    names = list(contract.categorical_names)
+    missing = {(c.name, level) for c in contract.categorical for level in c.levels}
+    for position, row in enumerate(x[names].itertuples(index=False)):
+        covers = set(zip(names, row, strict=True))
+        if covers & missing:
+            chosen.append(position)
+            missing -= covers
+        if not missing and len(chosen) >= REFERENCE_ROWS:
+            break
+    return chosen
+
+
+def write_model(
+    pipeline: Pipeline,
+    frame: pd.DataFrame,
+    model_dir: Path,
+    *,
+    params: TrainParams,
+    drift: DriftParams,
+    metrics: dict[str, float],
+    data: dict[str, Any],
+    contract: Contract,
+) -> ModelCard:
+    """Save the fitted pipeline, its ONNX export (checked equal on ``frame``) and its card.
+
+    Also the drift profile of ``frame`` with the ``drift`` rule, which the
+    service compares its recent requests with (docs/monitoring.md).
+    """
+    x = features(frame, contract)
+    onnx = export_onnx(pipeline, contract)
+    difference = onnx_difference(pipeline, onnx, x, contract)
+    sha256 = save_model(pipeline, model_dir)
+    (model_dir / ONNX_FILE).write_bytes(onnx)
+    profile = model_profile(frame, drift, contract=contract)
+    (model_dir / DRIFT_PROFILE_FILE).write_text(profile.model_dump_json(indent=2) + "\n")
+    reference = x.iloc[reference_rows(x, contract)]
+    card = ModelCard(
+        sha256=sha256,
+        onnx_sha256=file_sha256(model_dir / ONNX_FILE),
+        onnx_max_abs_diff=difference,
+        estimator=params.estimator,
+        threshold=params.threshold,
+        params=params.model_dump(),
+        features=list(contract.feature_names),
+        data=data,
+        metrics=metrics,
+        reference={
+            "rows": reference.to_dict(orient="records"),
+            "scores": pipeline.predict_proba(reference)[:, 1].tolist(),
+        },
+        libraries=library_versions(),
+        drift_profile_sha256=file_sha256(model_dir / DRIFT_PROFILE_FILE),
+    )
+    card.write(model_dir / CARD_FILE)
+    return card
+
+
+def main(
+    train_path: Path,
+    report_path: Path,
+    model_dir: Path,
+    *,
+    params: TrainParams,
+    drift: DriftParams,
+    settings: TrackingSettings,
+    domain: Domain,
+    dvc_lock: Path | None = None,
+) -> ModelCard:
+    """Train, save and register; ``dvc_lock`` is hashed into the run's lineage tags."""
+    from churn.registry import tracking
+
+    require_passed(report_path, train_path)
+    contract = domain.contract
+    frame = load([train_path], domain)
+    # Fail on an unreachable tracking server before fitting (or fall back, if allowed).
+    uri = tracking.start(settings)
+    lineage = tracking.lineage(dvc_lock, train_path)  # the code and data as training starts
+    pipeline, metrics = run(frame, params, contract)
+    card = write_model(
+        pipeline,
+        frame,
+        model_dir,
+        params=params,
+        drift=drift,
+        metrics=metrics,
+        data={"train_sha256": file_sha256(train_path), "train_rows": len(frame)},
+        contract=contract,
+    )
+    record = tracking.log_training(
+        pipeline,
+        example=features(frame, contract).head(EXAMPLE_ROWS),
+        contract=contract,
+        card=card,
+        model_dir=model_dir,
+        settings=settings,
+        uri=uri,
+        tags=lineage,
+    )
+    record.write(model_dir / RUN_FILE)
+    log.info("model %s… CV ROC AUC %.4f", card.sha256[:12], metrics["cv_roc_auc"])
+    return card

@@ -1,0 +1,1 @@
+"""Domain rooms the test suite runs the machinery on, besides the package's own."""

@@ -1,0 +1,141 @@
+"""A fork that replaces the domain room, the raw data and the gate, and edits nothing else.
+
+The template's promise (README, "Adapt this template to your data"): a fork
+edits one folder (``src/churn/domain/``), puts its data in ``data/raw/`` and
+sets the gate in ``params.yaml``; the pipeline runs and every test passes.
+This test is that fork: a copy of the project as a fresh clone has it, with
+the synthetic loan room (tests/domains/synthetic) in place of the example's
+and a generated CSV in place of the example's data. In the copy it runs the
+pipeline (``dvc repro``) and the suite (all but the integration tests), and
+checks that no file outside Markdown and the test domains still names one of
+the example's columns: a machinery file that did would fail here or leak
+the example into every fork.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from churn.core.params import load_params
+from tests.support.domains import SYNTHETIC_ROOM, install_room, synthetic_domain, write_generated
+from tests.support.params import nudged, write_params
+from tests.support.paths import REPO
+from tests.support.project import Repo, copy_project
+
+pytestmark = pytest.mark.integration
+
+ROWS = 3000  # about what a small real table has: enough for every test's windows
+SEED = 0
+# The example's names, which no machinery file may spell (issue 10, "Done when").
+EXAMPLE_NAMES = (
+    "customerID",
+    "tenure",
+    "MonthlyCharges",
+    "TotalCharges",
+    "SeniorCitizen",
+    "PaymentMethod",
+    "InternetService",
+    "Month-to-month",
+    "Fiber optic",
+    "Electronic check",
+)
+# Where those names may stay: prose, the rooms the suite runs on, and this
+# file, which has to spell them to look for them.
+ALLOWED = (
+    ":(exclude)*.md",
+    ":(exclude)tests/domains/",
+    f":(exclude){Path(__file__).relative_to(REPO).as_posix()}",
+)
+
+
+@pytest.fixture(scope="module")
+def fork(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repo]:
+    """The fork, committed, after ``dvc repro`` and with its gate set from its metrics."""
+    copy = copy_project(tmp_path_factory.mktemp("fork"))
+    # The copy's own code, not the installed package's, and its own domain room.
+    env = {k: v for k, v in copy.env.items() if k != "CHURN_DOMAIN"}
+    env["PYTHONPATH"] = os.pathsep.join([str(copy.root / "src"), str(copy.root)])
+    project = Repo(copy.root, env)
+
+    # The forker's three edits: the room, the data, (below) the gate.
+    install_room(SYNTHETIC_ROOM, project.root)
+    for old in (project.root / "data" / "raw").glob("*.csv"):
+        old.unlink()
+    write_generated(
+        project.root / "data" / "raw" / "loans.csv", synthetic_domain().contract, ROWS, SEED
+    )
+    project.run("git", "add", "--all")
+    project.run("git", "commit", "--quiet", "--message", "Our domain and data")
+
+    project.dvc("repro")
+    # The gate is the forker's: set from what this data gives, with room for
+    # twice the regression the template allows between two models.
+    params = load_params(project.root / "params.yaml")
+    metrics = json.loads((project.root / "metrics.json").read_text())
+    gate = {}
+    for name, rule in params.gate.items():
+        limit = nudged(rule, float(metrics[name]), -2 * rule.max_regression)
+        gate[name] = rule.model_copy(update={"limit": round(limit, 3)})
+    write_params(params.model_copy(update={"gate": gate}), project.root / "params.yaml")
+    project.run("git", "add", "--all")
+    project.run("git", "commit", "--quiet", "--message", "Pipeline outputs and our gate")
+    yield project
+
+
+def test_the_room_copied_is_the_synthetic_one(fork: Repo) -> None:
+    """Guards the test itself: the fork really runs on another domain."""
+    room = fork.root / "src" / "churn" / "domain"
+
+    assert (room / "contract.yaml").read_text() == (SYNTHETIC_ROOM / "contract.yaml").read_text()
+    assert [p.name for p in (fork.root / "data" / "raw").glob("*.csv")] == ["loans.csv"]
+    assert (room / "__init__.py").read_text() == (SYNTHETIC_ROOM / "__init__.py").read_text()
+
+
+def test_the_pipeline_trains_a_model_with_signal(fork: Repo) -> None:
+    metrics = json.loads((fork.root / "metrics.json").read_text())
+
+    assert metrics["roc_auc"] > 0.5
+    status = fork.dvc("status", "--json")
+    assert json.loads(status.stdout or "{}") == {}, "the gate edit re-runs no stage"
+
+
+def test_no_file_outside_the_domains_names_the_example(fork: Repo) -> None:
+    patterns = [arg for name in EXAMPLE_NAMES for arg in ("-e", name)]
+
+    found = fork.run("git", "grep", "-c", "-I", "-w", "-F", *patterns, "--", *ALLOWED, check=False)
+
+    assert found.returncode == 1, (
+        f"lines naming the example, per file:\n{found.stdout}{found.stderr}"
+    )
+
+
+def test_the_suite_passes_in_the_fork(fork: Repo) -> None:
+    result = fork.run(
+        sys.executable,
+        "-m",
+        "pytest",
+        "-m",
+        "not integration and not container",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        check=False,
+    )
+
+    summary = result.stdout.strip().splitlines()[-1:] or ["(no output)"]
+    assert result.returncode == 0, f"{summary[0]}\n{_failures(result)}"
+    assert " passed" in summary[0]
+
+
+def _failures(result: subprocess.CompletedProcess[str]) -> str:
+    """The suite's short summary of failures (or its whole output if it has none)."""
+    lines = result.stdout.splitlines()
+    start = next((i for i, line in enumerate(lines) if "short test summary" in line), None)
+    return "\n".join(lines[start:]) if start is not None else result.stdout + result.stderr
