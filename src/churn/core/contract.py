@@ -19,10 +19,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, Self
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from churn.core.errors import ContractError
+from churn.core.yamlio import load_yaml_model
 
 Scalar = str | int | float
 
@@ -187,16 +187,5 @@ def api_name(column: str) -> str:
 
 
 def load_contract(path: Path) -> Contract:
-    """Read a contract file; `ContractError` names the file and the first problem."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ContractError(f"{path}: cannot read the contract ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise ContractError(f"{path}: not valid YAML ({exc})") from None
-    try:
-        return Contract.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "top level"
-        raise ContractError(f"{path}: {where}: {first['msg']}") from None
+    """Read a contract file; `ContractError` names the file and every problem in it."""
+    return load_yaml_model(path, Contract, ContractError)

@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
+
+from churn.core.yamlio import load_yaml_model
 
 DEFAULT_PATH = Path("params.yaml")
 
@@ -136,16 +137,4 @@ class ParamsError(Exception):
 
 
 def load_params(path: Path = DEFAULT_PATH) -> Params:
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ParamsError(f"{path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML ({exc})") from None
-    try:
-        return Params.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise ParamsError(f"{path}: {problems}") from None
+    return load_yaml_model(path, Params, ParamsError)

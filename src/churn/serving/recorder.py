@@ -31,6 +31,8 @@ import threading
 from dataclasses import dataclass
 from typing import Protocol
 
+from churn.serving.worker import Worker
+
 log = logging.getLogger(__name__)
 
 
@@ -59,7 +61,7 @@ class RecorderMetrics:
     flush_errors: Counter
 
 
-class Recorder:
+class Recorder(Worker):
     """Buffer one stream's JSON lines and write them to ``sink`` from a background thread."""
 
     def __init__(
@@ -72,18 +74,16 @@ class Recorder:
         batch: int,
         flush_s: float,
     ) -> None:
+        super().__init__(f"churn-log-{stream}", flush_s)
         self.stream = stream
         self.capacity = capacity
         self._sink = sink
         self._metrics = metrics
         self._batch = batch
-        self._flush_s = flush_s
         self._lock = threading.Lock()
         self._chunks: list[bytes] = []
         self._waiting = 0  # records (lines) in _chunks
-        self._wake = threading.Event()
         self._closing = False
-        self._thread = threading.Thread(target=self._run, name=f"churn-log-{stream}", daemon=True)
 
     @property
     def waiting(self) -> int:
@@ -104,21 +104,16 @@ class Recorder:
         if full:
             self._metrics.dropped_full.inc(records)
             return False
-        if wake and not self._wake.is_set():
-            self._wake.set()
+        if wake:
+            self.wake()
         return True
-
-    def start(self) -> None:
-        self._thread.start()
 
     def close(self, timeout: float = 10.0) -> None:
         """Write what is waiting, close the sink, stop the thread (at most ``timeout`` s)."""
         with self._lock:
             self._closing = True
-        self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-            if self._thread.is_alive():
+        if self.running:
+            if not self.stop(timeout):
                 log.error("prediction log %s: not closed within %.0f s", self.stream, timeout)
         else:  # never started: write in the caller's thread
             self.flush()
@@ -146,19 +141,15 @@ class Recorder:
             return
         self._metrics.written.inc(records)
 
-    def _run(self) -> None:
-        while True:
-            self._wake.wait(self._flush_s)
-            self._wake.clear()
-            closing = self._closing
-            self.flush()
-            try:
-                self._sink.tick()
-            except Exception as exc:  # keep the thread alive; the next write retries
-                self._metrics.flush_errors.inc()
-                log.warning("prediction log %s: rotation failed: %s", self.stream, exc)
-            if closing:
-                break
+    def round(self) -> None:
+        self.flush()
+        try:
+            self._sink.tick()
+        except Exception as exc:  # keep the thread alive; the next write retries
+            self._metrics.flush_errors.inc()
+            log.warning("prediction log %s: rotation failed: %s", self.stream, exc)
+
+    def finish(self) -> None:
         self._close_sink()
 
     def _close_sink(self) -> None:

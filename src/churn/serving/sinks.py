@@ -20,7 +20,6 @@ import gzip
 import logging
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from typing import Any
 from churn.core.errors import PredictionLogError
 from churn.monitoring.predlog import GZIP, OPEN, file_name, log_files, read_lines
 from churn.serving.recorder import Counter
+from churn.serving.worker import Worker
 
 log = logging.getLogger(__name__)
 FILE_MODE = 0o640  # features of real records: not for every user on the host
@@ -234,7 +234,7 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, prefix.strip("/")
 
 
-class S3Shipper:
+class S3Shipper(Worker):
     """Upload a stream's complete files from the spool directory, then delete them.
 
     Runs on its own thread, woken when a file is completed and every
@@ -251,34 +251,23 @@ class S3Shipper:
         *,
         retry_s: float = 30.0,
     ) -> None:
+        super().__init__(f"churn-log-{stream}-s3", retry_s)
         self.bucket, self.prefix = split_s3_uri(uri)
         self.directory = directory
         self.stream = stream
         self._client = s3_client()
         self._upload_errors = upload_errors
-        self._retry_s = retry_s
-        self._wake = threading.Event()
-        self._closing = False
-        self._thread = threading.Thread(
-            target=self._run, name=f"churn-log-{stream}-s3", daemon=True
-        )
 
     def key(self, path: Path) -> str:
         return "/".join(part for part in (self.prefix, self.stream, path.name) if part)
 
     def notify(self, _path: Path | None = None) -> None:
         """A file was completed: ship it soon (usable as `FileSink`'s ``on_complete``)."""
-        self._wake.set()
-
-    def start(self) -> None:
-        self._thread.start()
+        self.wake()
 
     def close(self, timeout: float = 20.0) -> None:
         """Ship what is complete, then stop (at most ``timeout`` s; the rest waits on disk)."""
-        self._closing = True
-        self._wake.set()
-        self._thread.join(timeout)
-        if self._thread.is_alive():
+        if not self.stop(timeout):
             log.error(
                 "prediction log %s: S3 upload not finished within %.0f s", self.stream, timeout
             )
@@ -304,15 +293,9 @@ class S3Shipper:
             shipped += 1
         return shipped
 
-    def _run(self) -> None:
-        while True:
-            self._wake.wait(self._retry_s)
-            self._wake.clear()
-            closing = self._closing
-            try:
-                self.ship()
-            except Exception:  # e.g. the spool directory vanished: keep the thread
-                self._upload_errors.inc()
-                log.exception("prediction log: shipping %s failed", self.stream)
-            if closing:
-                return
+    def round(self) -> None:
+        try:
+            self.ship()
+        except Exception:  # e.g. the spool directory vanished: keep the thread
+            self._upload_errors.inc()
+            log.exception("prediction log: shipping %s failed", self.stream)
