@@ -12,7 +12,6 @@ from churn.core.contract import Contract
 from churn.core.data import read_csv
 from churn.core.domain import Domain, load_domain
 from churn.core.params import Params, load_params
-
 from tests.support.data import sample_frame
 from tests.support.paths import PARAMS, raw_files
 
@@ -43,7 +42,9 @@ def raw_real() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="session")
-def sample_csv(raw_real: pd.DataFrame, contract: Contract, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def sample_csv(
+    raw_real: pd.DataFrame, contract: Contract, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     """A small real sample in the raw format: SAMPLE_ROWS rows, both classes in
     proportion (seeded), every categorical level present where the data has it
     in few rows. Seconds to train on, for unit tests."""
@@ -74,7 +75,8 @@ def _restore_mlflow_tracking_uri() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def small_model_dir(
-    params: Params, domain: Domain, sample_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    params: Params, domain: Domain, sample_csv: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     """A real model directory (skops, ONNX, card, drift profile) trained on the
     sample, written as `train` writes it: seconds, for unit tests."""
     from churn.core.data import clean

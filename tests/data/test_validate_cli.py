@@ -10,6 +10,7 @@ from churn.core.contract import Contract
 from churn.core.data import read_csv
 from tests.support.bad_data import unknown
 from tests.support.cli import churn
+from tests.support.columns import free_categorical
 
 
 def _validate(*args: str) -> subprocess.CompletedProcess[str]:
@@ -29,7 +30,7 @@ def test_valid_file_exits_0_and_writes_a_report(sample_csv: Path, tmp_path: Path
 def test_invalid_file_exits_1_naming_column_rule_and_values(
     raw_sample: pd.DataFrame, contract: Contract, tmp_path: Path
 ) -> None:
-    column = contract.categorical[-1]
+    column = free_categorical(contract) or contract.categorical[-1]
     level = unknown(column.levels, "not-a-level")
     raw_sample.loc[raw_sample.index[:3], column.name] = level
     bad = tmp_path / "bad.csv"

@@ -27,6 +27,7 @@ from tests.support.bad_data import (
     set_cell,
     unknown,
 )
+from tests.support.columns import free_categorical
 
 # Built at collection, from the domain the `domain` fixture loads too.
 CASES = {case.name: case for case in bad_cases(load_domain())}
@@ -114,7 +115,9 @@ def test_valid_variations_pass(
 
 
 def test_report_as_json(sample: pd.DataFrame, domain: Domain) -> None:
-    column = domain.contract.categorical[-1]
+    column = free_categorical(domain.contract)  # a rule would add a second failure
+    if column is None:
+        pytest.skip("every categorical column is in a cross-field rule")
     level = unknown(column.levels, "not-a-level")
     report = _check(set_cell(column.name, level)(sample.copy()), domain, "bad.csv")
     data = report.to_dict()

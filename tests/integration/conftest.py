@@ -15,25 +15,17 @@ import pytest
 from churn.core.domain import Domain
 from churn.core.params import Params
 from tests.support.models import TrainedModel, train_model
-from tests.support.project import Repo, copy_project
 from tests.support.servers import (
-    BIN,
-    CHURN,
-    S3_CREDENTIALS,
     S3Server,
     Server,
-    free_port,
     start_s3_server,
     start_server,
-    stop_process,
     stop_server,
 )
 
+
 # Until every module imports these from tests.support (test modules must not
 # import this file), the helpers that used to live here stay importable from it.
-__all__ = ["BIN", "CHURN", "S3_CREDENTIALS", "Repo", "copy_project", "free_port", "stop_process"]
-
-
 @pytest.fixture(scope="session")
 def trained_model(
     raw_real: pd.DataFrame,

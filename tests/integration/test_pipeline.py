@@ -23,6 +23,7 @@ from churn.core.params import Params, load_params
 from churn.pipeline.summary import CV_LABEL, LABELS
 from tests.support.bad_data import unknown
 from tests.support.cli import PLAIN_OUTPUT
+from tests.support.columns import free_categorical
 from tests.support.params import (
     HEADROOM,
     dotted,
@@ -168,7 +169,7 @@ def test_bad_data_stops_the_pipeline_and_keeps_the_last_model(
     model = repo.root / "models" / MODEL_FILE
     model_hash = file_sha256(model)
     good = raw.read_bytes()
-    column = contract.categorical[-1]
+    column = free_categorical(contract) or contract.categorical[-1]
     level = unknown(column.levels, "not-a-level")
     frame = read_csv(raw)
     frame.loc[frame.index[:3], column.name] = level

@@ -30,15 +30,8 @@ import httpx
 import pytest
 import yaml
 
-from tests.integration.conftest import (
-    BIN,
-    S3_CREDENTIALS,
-    Repo,
-    S3Server,
-    copy_project,
-    free_port,
-    start_s3_server,
-)
+from tests.support.project import Repo, copy_project
+from tests.support.servers import BIN, S3_CREDENTIALS, S3Server, free_port, start_s3_server
 
 pytestmark = pytest.mark.integration
 

@@ -25,8 +25,8 @@ def sample_frame(raw: pd.DataFrame, contract: Contract, rows: int, seed: int = 0
     need = max(0, rows - len(chosen))
     if need and contract.label.name in rest:
         shares = rest[contract.label.name].value_counts(normalize=True)
-        for level, share in shares.items():
-            pool = rest.index[rest[contract.label.name].eq(level)]
+        for value, share in shares.items():
+            pool = rest.index[rest[contract.label.name].eq(str(value))]
             take = min(len(pool), max(2, round(need * share)))
             chosen.extend(int(i) for i in rng.choice(pool, size=take, replace=False))
     return raw.loc[sorted(set(chosen))].reset_index(drop=True)
