@@ -45,6 +45,10 @@ repro: install ## Run the pipeline stages whose inputs changed
 test: install ## Run the test suite (unit, data, model, integration)
 	pytest
 
+.PHONY: test-fork
+test-fork: install ## The whole suite in a fork that swaps in the synthetic domain (proves the template is domain-free)
+	CHURN_FORK_SUITE=full pytest -m integration -rP tests/integration/test_fork.py
+
 .PHONY: test-fast
 test-fast: install ## Run the tests that take seconds (no integration)
 	pytest -m "not integration"

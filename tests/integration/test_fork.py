@@ -32,6 +32,7 @@ from tests.support.project import Repo, copy_project
 pytestmark = pytest.mark.integration
 
 ROWS = 3000  # about what a small real table has: enough for every test's windows
+FORK_SUITE_ENV = "CHURN_FORK_SUITE"  # "full": integration tests too (make test-fork)
 SEED = 0
 # The example's names, which no machinery file may spell (issue 10, "Done when").
 EXAMPLE_NAMES = (
@@ -117,12 +118,18 @@ def test_no_file_outside_the_domains_names_the_example(fork: Repo) -> None:
 
 
 def test_the_suite_passes_in_the_fork(fork: Repo) -> None:
+    """The fast suite in `make test`; all of it (real servers included) with
+    ``CHURN_FORK_SUITE=full``, as `make test-fork` runs it in CI."""
+    full = os.environ.get(FORK_SUITE_ENV) == "full"
+    selection = "not container" if full else "not integration and not container"
     result = fork.run(
         sys.executable,
         "-m",
         "pytest",
         "-m",
-        "not integration and not container",
+        selection,
+        # The fork's own copy of this test would copy the fork again.
+        f"--ignore={Path(__file__).relative_to(REPO).as_posix()}",
         "-q",
         "-p",
         "no:cacheprovider",
@@ -132,6 +139,7 @@ def test_the_suite_passes_in_the_fork(fork: Repo) -> None:
     summary = result.stdout.strip().splitlines()[-1:] or ["(no output)"]
     assert result.returncode == 0, f"{summary[0]}\n{_failures(result)}"
     assert " passed" in summary[0]
+    print(f"the suite in the fork ({selection}): {summary[0]}")  # shown with -s / -rP
 
 
 def _failures(result: subprocess.CompletedProcess[str]) -> str:

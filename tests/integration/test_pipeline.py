@@ -148,6 +148,43 @@ def test_second_repro_runs_nothing(repo: Repo) -> None:
     assert "up to date" in repo.dvc("status").stdout
 
 
+def _stages_changed_by(repo: Repo, path: str) -> set[str]:
+    """The stages `dvc status` says are out of date once ``path`` is edited (then restored)."""
+    file = repo.root / path
+    original = file.read_bytes()
+    file.write_bytes(original + b"\n# an edit\n")
+    try:
+        status = repo.dvc("status", "--json").stdout
+    finally:
+        file.write_bytes(original)
+    return set(json.loads(status or "{}"))
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "src/churn/cli/serving.py",  # another command group
+        "src/churn/cli/app.py",  # the root that merges the groups
+        "src/churn/serving/app.py",  # the service
+        "src/churn/release/gate.py",  # release tooling
+    ],
+)
+def test_code_that_is_no_stages_re_runs_nothing(repo: Repo, path: str) -> None:
+    assert _stages_changed_by(repo, path) == set()
+
+
+def test_a_stages_own_code_puts_that_stage_out_of_date(repo: Repo) -> None:
+    assert _stages_changed_by(repo, "src/churn/pipeline/evaluate.py") == {"evaluate"}
+    assert _stages_changed_by(repo, "src/churn/pipeline/validation.py") == {"validate"}
+    # Shared by every stage: the machinery's core.
+    assert _stages_changed_by(repo, "src/churn/core/data.py") == {
+        "prepare",
+        "validate",
+        "train",
+        "evaluate",
+    }
+
+
 def test_push_and_pull_through_a_remote(repo: Repo, tmp_path: Path) -> None:
     outputs = ["data/prepared/train.csv", "data/prepared/test.csv", f"models/{MODEL_FILE}"]
     before = {name: file_sha256(repo.root / name) for name in outputs}
