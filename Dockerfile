@@ -85,7 +85,7 @@ HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
 ARG VERSION=unknown
 ARG REVISION=unknown
 LABEL org.opencontainers.image.title="churn-serving" \
-      org.opencontainers.image.description="Customer-churn prediction service (FastAPI + ONNX Runtime)" \
+      org.opencontainers.image.description="Prediction service of the model the pipeline trained (FastAPI + ONNX Runtime)" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.licenses="Apache-2.0"

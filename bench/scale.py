@@ -2,7 +2,7 @@
 
 For each size, in a fresh temporary directory, this writes a raw CSV of
 synthetic records of the domain's contract (`synth.write`, which calls
-`churn.core.synth.generate`), copies the repository's ``params.yaml`` and
+`churn.pipeline.synth.generate`), copies the repository's ``params.yaml`` and
 runs the four stages as subprocesses with the same commands as ``dvc.yaml``,
 only with paths inside that directory. Running the real ``churn`` command, not
 the Python functions, measures what ``dvc repro`` pays: interpreter start,

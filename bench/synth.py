@@ -1,7 +1,7 @@
 """Write synthetic records of the domain's contract as a raw CSV file.
 
 The real file is too small to show how the pipeline grows, and a fork may
-want to try the pipeline before its own data arrives. `churn.core.synth.generate`
+want to try the pipeline before its own data arrives. `churn.pipeline.synth.generate`
 draws fresh, valid, labelled records from the data contract alone (ids in
 the contract's pattern, numbers in range, levels, cross-field rules, a label
 with signal and a positive rate inside the contract's range); this script
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from churn.core.domain import load_domain
 from churn.core.errors import ContractError
-from churn.core.synth import generate
+from churn.pipeline.synth import generate
 
 
 def write(out: Path, rows: int, seed: int, domain: str | None = None) -> float:

@@ -11,7 +11,9 @@ import pytest
 from churn.core.contract import Contract
 from churn.core.data import read_csv
 from churn.core.domain import Domain, load_domain
-from churn.core.params import Params, load_params
+from churn.core.params import MetricGate, Params, load_params
+from churn.serving import schemas
+from churn.serving.schemas import Schemas
 from tests.support.data import sample_frame
 from tests.support.paths import PARAMS, raw_files
 
@@ -27,6 +29,18 @@ def domain() -> Domain:
 @pytest.fixture(scope="session")
 def contract(domain: Domain) -> Contract:
     return domain.contract
+
+
+@pytest.fixture
+def gates(params: Params) -> dict[str, MetricGate]:
+    """params.yaml's gate: metric → rule (a fresh dict per test)."""
+    return dict(params.gate)
+
+
+@pytest.fixture(scope="session")
+def api(contract: Contract) -> Schemas:
+    """The service's request and response models for the domain's contract."""
+    return schemas.build(contract)
 
 
 @pytest.fixture(scope="session")

@@ -1,1 +1,2 @@
-"""Customer-churn prediction: data contract, pipeline stages and tooling."""
+"""An MLOps template for binary classification: the machinery (core, pipeline, registry,
+monitoring, release, serving, cli) and the domain room (domain/), this fork's data contract."""

@@ -12,8 +12,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from churn.core.contract import Contract
 from churn.core.domain import Domain
 from churn.core.params import Params
+from churn.serving import loader
+from churn.serving.loader import LoadedModel
+from churn.serving.settings import ServingSettings
 from tests.support.models import TrainedModel, train_model
 from tests.support.servers import (
     S3Server,
@@ -35,6 +39,12 @@ def trained_model(
 ) -> TrainedModel:
     """The default model trained on the real split, written as `train` writes it (no MLflow)."""
     return train_model(raw_real, params, domain, tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture(scope="session")
+def model(trained_model: TrainedModel, contract: Contract) -> LoadedModel:
+    """The trained model, loaded (hash and self-check) once for the session's apps."""
+    return loader.load(ServingSettings(model_dir=trained_model.directory), contract)
 
 
 @pytest.fixture

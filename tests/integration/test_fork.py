@@ -47,6 +47,8 @@ EXAMPLE_NAMES = (
     "Fiber optic",
     "Electronic check",
 )
+# ... nor its vocabulary (matched anywhere in a word, in any case).
+EXAMPLE_WORDS = ("customer", "churned", "telecom", "telco", "P(churn)")
 # Where those names may stay: prose, the rooms the suite runs on, and this
 # file, which has to spell them to look for them.
 ALLOWED = (
@@ -115,6 +117,15 @@ def test_no_file_outside_the_domains_names_the_example(fork: Repo) -> None:
     assert found.returncode == 1, (
         f"lines naming the example, per file:\n{found.stdout}{found.stderr}"
     )
+
+
+def test_no_file_outside_the_domains_speaks_the_examples_vocabulary(fork: Repo) -> None:
+    """Prose words too, in any case: the machinery says "record", "outcome", "positive"."""
+    words = [arg for word in EXAMPLE_WORDS for arg in ("-e", word)]
+
+    found = fork.run("git", "grep", "-c", "-I", "-i", "-F", *words, "--", *ALLOWED, check=False)
+
+    assert found.returncode == 1, f"lines in the example's words, per file:\n{found.stdout}"
 
 
 def test_the_suite_passes_in_the_fork(fork: Repo) -> None:

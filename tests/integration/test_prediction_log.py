@@ -39,7 +39,6 @@ from churn.monitoring.predlog import (
     read_predictions,
 )
 from churn.pipeline.evaluate import compute_metrics
-from churn.serving import loader, schemas
 from churn.serving.app import create_app
 from churn.serving.loader import LoadedModel
 from churn.serving.prediction_log import encode_predictions
@@ -60,16 +59,6 @@ from tests.support.servers import (
 
 pytestmark = pytest.mark.integration
 NOT_AN_ID = "not an id!"
-
-
-@pytest.fixture(scope="module")
-def api(contract: Contract) -> Schemas:
-    return schemas.build(contract)
-
-
-@pytest.fixture(scope="module")
-def model(trained_model: TrainedModel, contract: Contract) -> LoadedModel:
-    return loader.load(ServingSettings(model_dir=trained_model.directory), contract)
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ from churn.core.domain import Domain
 from churn.core.params import Params
 from churn.monitoring.abtest import CHALLENGER, CHAMPION, variant_for
 from churn.monitoring.predlog import read_predictions
-from churn.serving import loader, schemas
+from churn.serving import loader
 from churn.serving.app import create_app
 from churn.serving.loader import LoadedModel
 from churn.serving.records import ApiRecord, to_api_records
@@ -66,11 +66,6 @@ def challenger_model(
     train_params = overridden(params.train, weaker)
     directory = tmp_path_factory.mktemp("challenger")
     return train_model(raw_real, params, domain, directory, train_params)
-
-
-@pytest.fixture(scope="module")
-def api(contract: Contract) -> Schemas:
-    return schemas.build(contract)
 
 
 @dataclass(frozen=True)

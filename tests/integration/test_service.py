@@ -28,7 +28,6 @@ from fastapi import FastAPI
 from churn.core.artifacts import CARD_FILE, ONNX_FILE, ModelCard
 from churn.core.contract import Contract, api_name
 from churn.core.data import features
-from churn.serving import loader, schemas
 from churn.serving.app import create_app
 from churn.serving.loader import LoadedModel
 from churn.serving.records import to_api_records
@@ -40,17 +39,6 @@ from tests.support.servers import Server, serve_and_fail
 
 pytestmark = pytest.mark.integration
 API_KEY = "k" * 24
-
-
-@pytest.fixture(scope="module")
-def api(contract: Contract) -> Schemas:
-    return schemas.build(contract)
-
-
-@pytest.fixture(scope="module")
-def model(trained_model: TrainedModel, contract: Contract) -> LoadedModel:
-    """The trained model, loaded (hash and self-check) once for the module's apps."""
-    return loader.load(ServingSettings(model_dir=trained_model.directory), contract)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from churn.core.contract import Contract
 from churn.core.domain import Domain, load_domain
-from churn.core.synth import generate
+from churn.pipeline.synth import generate
 from tests.support.paths import REPO
 
 SYNTHETIC_ROOM = REPO / "tests" / "domains" / "synthetic"

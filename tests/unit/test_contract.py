@@ -6,8 +6,9 @@ from typing import Any
 import pandas as pd
 import pytest
 import yaml
+from pydantic import ValidationError
 
-from churn.core.contract import Contract, api_name, load_contract
+from churn.core.contract import Contract, Identifier, api_name, load_contract
 from churn.core.errors import ContractError
 
 
@@ -117,3 +118,19 @@ def test_an_unreadable_contract_file(tmp_path: Path) -> None:
     bad.write_text("title: [unclosed\n")
     with pytest.raises(ContractError, match="not valid YAML"):
         load_contract(bad)
+
+
+@pytest.mark.parametrize("pattern", [r"^(?=A)[A-Z]{4}$", r"^(a)\1$", r"^[0-9"])
+def test_an_id_pattern_the_api_cannot_enforce_is_refused(pattern: str) -> None:
+    """The API validates ids with pydantic-core's regex engine: no lookarounds or
+    backreferences. The contract says so at load time, naming the pattern."""
+    with pytest.raises(ValidationError, match="does not compile"):
+        Identifier(name="ref", pattern=pattern)
+
+
+def test_an_example_that_breaks_the_contract_is_refused(contract: Contract) -> None:
+    column = contract.numeric[0]
+    raw = contract.model_dump()
+    raw["example"][column.name] = column.max_value + 1
+    with pytest.raises(ValidationError, match=f"example breaks the contract: {column.name}"):
+        Contract.model_validate(raw)

@@ -8,7 +8,7 @@ import pytest
 
 from churn.core.artifacts import ModelCard, RunRecord
 from churn.core.contract import Contract
-from churn.core.params import MetricGate, Params
+from churn.core.params import MetricGate
 from churn.release.gate import GateResult, baseline_values, check_gate
 from churn.release.report import ReportInputs, render
 from tests.support.params import (
@@ -22,11 +22,6 @@ from tests.support.params import (
 
 Gates = dict[str, MetricGate]
 BASELINE = "main"
-
-
-@pytest.fixture
-def gates(params: Params) -> Gates:
-    return dict(params.gate)
 
 
 def _gate(

@@ -28,7 +28,7 @@ from churn.core.errors import DataError, ModelError
 from churn.core.params import Params
 from churn.monitoring.drift import ModelDriftProfile, compare_counts, count, model_profile
 from churn.pipeline.prepare import run as prepare
-from churn.serving import drift_monitor, loader, schemas
+from churn.serving import drift_monitor, loader
 from churn.serving.drift_monitor import BLOCKS, DriftMonitor, DriftWindow
 from churn.serving.middleware import ServiceMetrics
 from churn.serving.records import to_api_records
@@ -50,11 +50,6 @@ def profile(
     splits: tuple[pd.DataFrame, pd.DataFrame], params: Params, contract: Contract
 ) -> ModelDriftProfile:
     return model_profile(splits[0], params.drift, contract=contract)
-
-
-@pytest.fixture(scope="module")
-def api(contract: Contract) -> Schemas:
-    return schemas.build(contract)
 
 
 @pytest.fixture(scope="module")

@@ -35,6 +35,7 @@ from churn.monitoring.predlog import (
     read_feedback,
     read_lines,
     read_predictions,
+    s3_client,
 )
 from churn.serving import loader, schemas
 from churn.serving.loader import LoadedModel
@@ -42,7 +43,7 @@ from churn.serving.middleware import ServiceMetrics
 from churn.serving.prediction_log import encode_feedback, encode_predictions
 from churn.serving.recorder import Recorder, RecorderMetrics
 from churn.serving.settings import ServingSettings
-from churn.serving.sinks import FileSink, recover_open_files, s3_client
+from churn.serving.sinks import FileSink, recover_open_files
 from tests.support.paths import PARAMS, REPO
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)

@@ -11,7 +11,7 @@ import pytest
 
 from churn.core.artifacts import RunRecord
 from churn.core.errors import RegistryError, TrackingError
-from churn.core.params import MetricGate, Params
+from churn.core.params import MetricGate
 from churn.registry.champion import (
     PREVIOUS_TAG,
     VersionFacts,
@@ -33,11 +33,6 @@ from tests.support.params import (
 
 Gates = dict[str, MetricGate]
 MODEL = "classifier"
-
-
-@pytest.fixture
-def gates(params: Params) -> Gates:
-    return dict(params.gate)
 
 
 @pytest.fixture

@@ -26,7 +26,6 @@ from churn.core.errors import ModelError
 from churn.monitoring.abtest import CHALLENGER, CHAMPION, variant_for
 from churn.monitoring.predlog import read_predictions
 from churn.serving import rollout as rollout_module
-from churn.serving import schemas
 from churn.serving.app import create_app
 from churn.serving.loader import LoadedModel
 from churn.serving.middleware import ServiceMetrics
@@ -80,11 +79,6 @@ def stand_in(name: str, score: float | None, threshold: float = 0.5) -> LoadedMo
 
 
 A, B, C = stand_in("a", 0.2), stand_in("b", 0.8, threshold=0.9), stand_in("c", 0.5)
-
-
-@pytest.fixture(scope="module")
-def api(contract: Contract) -> Schemas:
-    return schemas.build(contract)
 
 
 @pytest.fixture(scope="module")

@@ -117,7 +117,6 @@ def smoke(
     """
     import os
 
-    from churn.core.domain import load_domain
     from churn.release import smoke as checks
 
     with errors_as_exit_codes():

@@ -17,9 +17,10 @@ from __future__ import annotations
 import re
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic_core import SchemaError as PydanticSchemaError
 
 from churn.core.errors import ContractError
 from churn.core.yamlio import load_yaml_model
@@ -101,10 +102,14 @@ class Identifier(_Frozen):
 
     @model_validator(mode="after")
     def _compiles(self) -> Self:
+        """The pattern must compile for Python (validation) and for pydantic-core's
+        regex engine (the API), which has no lookarounds or backreferences."""
         try:
             re.compile(self.pattern)
-        except re.error as exc:
-            raise ValueError(f"id pattern {self.pattern!r}: {exc}") from None
+            TypeAdapter(Annotated[str, Field(pattern=self.pattern)])
+        except (re.error, PydanticSchemaError) as exc:
+            reason = " ".join(str(exc).split())[:200]
+            raise ValueError(f"id pattern {self.pattern!r} does not compile: {reason}") from None
         return self
 
 
@@ -147,7 +152,35 @@ class Contract(_Frozen):
         if set(self.example) != expected:
             missing, extra = expected - set(self.example), set(self.example) - expected
             raise ValueError(f"example: missing {sorted(missing)}, unknown {sorted(extra)}")
+        if problems := self._example_problems():
+            raise ValueError(f"example breaks the contract: {'; '.join(problems)}")
         return self
+
+    def _example_problems(self) -> list[str]:
+        """What in the example record the contract itself would refuse."""
+        problems = []
+        if re.fullmatch(self.id.pattern, str(self.example[self.id.name])) is None:
+            problems.append(f"{self.id.name} does not match {self.id.pattern}")
+        for num in self.numeric:
+            value = self.example[num.name]
+            number_ok = isinstance(value, int | float) and not isinstance(value, bool)
+            if not number_ok or (num.kind == "int" and not float(value).is_integer()):
+                problems.append(
+                    f"{num.name}: {value!r} is not a{'n int' if num.kind == 'int' else ' number'}"
+                )
+            elif not num.min_value <= float(value) <= num.max_value:
+                problems.append(
+                    f"{num.name}: {value} is outside {num.min_value:g}..{num.max_value:g}"
+                )
+        for cat in self.categorical:
+            if self.example[cat.name] not in cat.levels:
+                problems.append(f"{cat.name}: {self.example[cat.name]!r} is not one of its levels")
+        for rule in self.implications:
+            holds = self.example[rule.when] == rule.when_value
+            for column in rule.then:
+                if (self.example[column] == rule.then_value) != holds:
+                    problems.append(f"{column} vs {rule.when}: breaks the rule")
+        return problems
 
     # Derived views. Column order is the model's input order: numeric, then categorical.
     @cached_property
@@ -170,11 +203,6 @@ class Contract(_Frozen):
     @cached_property
     def levels_by_column(self) -> dict[str, tuple[str, ...]]:
         return {c.name: c.levels for c in (*self.categorical, self.label)}
-
-    @cached_property
-    def columns_by_name(self) -> dict[str, Numeric | Categorical]:
-        columns: dict[str, Numeric | Categorical] = {c.name: c for c in self.numeric}
-        return columns | {c.name: c for c in self.categorical}
 
     def api_example(self) -> dict[str, Any]:
         """The example record with API (snake_case) field names."""

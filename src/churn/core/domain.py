@@ -66,6 +66,16 @@ class Domain:
     repair: Repair = no_repair
     scenarios: Scenarios | None = None
 
+    def __post_init__(self) -> None:
+        if self.scenarios is None:
+            return
+        unknown = set(self.scenarios.shifted_features) - set(self.contract.feature_names)
+        if unknown:
+            raise ContractError(
+                f"scenarios: shifted_features names {sorted(unknown)}, which are not "
+                "features of the contract (see the domain room's scenarios.py)"
+            )
+
     @classmethod
     def from_folder(
         cls, folder: Path, repair: Repair = no_repair, scenarios: Scenarios | None = None

@@ -147,7 +147,7 @@ def local_log(location: str) -> Iterator[Path]:
     if not location.startswith("s3://"):
         yield Path(location)
         return
-    from churn.serving.sinks import s3_client, split_s3_uri
+    from churn.monitoring.predlog import s3_client, split_s3_uri
 
     client = s3_client()
     bucket, prefix = split_s3_uri(location)

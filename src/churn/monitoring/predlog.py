@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
 
@@ -292,3 +292,32 @@ def _find(
     if not earlier:
         return None, "id", False
     return max(earlier, key=lambda i: (ordered[i].time, i)), "id", False
+
+
+# -- S3, where the service ships the log and the monitors read it ------------------
+
+
+def s3_client() -> Any:
+    """A boto3 S3 client with bounded timeouts; a clear error if boto3 is not installed.
+
+    Credentials, region and endpoint (``AWS_ENDPOINT_URL``, for S3-compatible
+    stores) come from boto3's usual environment variables and files.
+    """
+    try:
+        import boto3
+        from botocore.config import Config
+    except ImportError:
+        raise PredictionLogError(
+            "CHURN_PREDICTION_LOG_S3_URI is set but boto3 is not installed "
+            "(the serving image leaves it out: install boto3 into it to ship the log to S3)"
+        ) from None
+    config = Config(
+        connect_timeout=5, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"}
+    )
+    return boto3.client("s3", config=config)
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/a/b/`` → (``bucket``, ``a/b``)."""
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    return bucket, prefix.strip("/")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from churn.core.contract import Contract
+from churn.core.errors import first_line
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -261,8 +262,7 @@ def _error_message(exception_info: Any) -> str | None:
         infos = [exception_info]
     for info in infos:
         if isinstance(info, dict) and info.get("raised_exception"):
-            message = str(info.get("exception_message") or "error").strip()
-            return message.splitlines()[0][:300]
+            return first_line(Exception(info.get("exception_message") or "error"))
     return None
 
 

@@ -32,7 +32,7 @@ from churn.core.artifacts import (
     file_sha256,
     parse_model_uri,
 )
-from churn.core.errors import ModelError
+from churn.core.errors import ModelError, first_line
 from churn.monitoring.drift import ModelDriftProfile
 from churn.serving.onnx_model import OnnxModel
 from churn.serving.settings import ServingSettings
@@ -168,5 +168,5 @@ def _download(model_uri: str, destination: Path) -> tuple[Path, str]:
             run_id=version.run_id, artifact_path=SERVING_ARTIFACTS, dst_path=str(destination)
         )
     except MlflowException as exc:
-        raise ModelError(f"{model_uri}: {exc.message.splitlines()[0]}") from None
+        raise ModelError(f"{model_uri}: {first_line(exc)}") from None
     return Path(path), str(version.version)

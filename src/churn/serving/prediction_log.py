@@ -25,9 +25,9 @@ from pydantic_core import to_json
 
 from churn.core.errors import PredictionLogError
 from churn.monitoring.abtest import CHALLENGER, CHAMPION
-from churn.monitoring.predlog import FEEDBACK, PREDICTIONS, FeedbackRecord
+from churn.monitoring.predlog import FEEDBACK, PREDICTIONS, FeedbackRecord, s3_client
 from churn.serving.recorder import Recorder, RecorderMetrics
-from churn.serving.sinks import FileSink, S3Shipper, recover_open_files, s3_client
+from churn.serving.sinks import FileSink, S3Shipper, recover_open_files
 
 if TYPE_CHECKING:
     from churn.serving.loader import LoadedModel

@@ -25,10 +25,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from churn.core.errors import PredictionLogError
-from churn.monitoring.predlog import GZIP, OPEN, file_name, log_files, read_lines
+from churn.monitoring.predlog import (
+    GZIP,
+    OPEN,
+    file_name,
+    log_files,
+    read_lines,
+    s3_client,
+    split_s3_uri,
+)
 from churn.serving.recorder import Counter
 from churn.serving.worker import Worker
 
@@ -206,32 +212,6 @@ def _rewrite(target: Path, lines: list[bytes], *, compress: bool) -> None:
 
 
 # -- S3 ------------------------------------------------------------------------------
-
-
-def s3_client() -> Any:
-    """A boto3 S3 client with bounded timeouts; a clear error if boto3 is not installed.
-
-    Credentials, region and endpoint (``AWS_ENDPOINT_URL``, for S3-compatible
-    stores) come from boto3's usual environment variables and files.
-    """
-    try:
-        import boto3
-        from botocore.config import Config
-    except ImportError:
-        raise PredictionLogError(
-            "CHURN_PREDICTION_LOG_S3_URI is set but boto3 is not installed "
-            "(the serving image leaves it out: install boto3 into it to ship the log to S3)"
-        ) from None
-    config = Config(
-        connect_timeout=5, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"}
-    )
-    return boto3.client("s3", config=config)
-
-
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    """``s3://bucket/a/b/`` → (``bucket``, ``a/b``)."""
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    return bucket, prefix.strip("/")
 
 
 class S3Shipper(Worker):

@@ -4,7 +4,7 @@ The suite loads it by path (``CHURN_DOMAIN=tests/domains/synthetic``) to run
 the machinery on a domain that shares nothing with the example, and
 tests/integration/test_fork.py copies it over ``src/churn/domain/`` to prove
 that a fork which replaces the room, the raw data and the gate passes the
-whole suite. Its data comes from `churn.core.synth.generate`, so its repairs
+whole suite. Its data comes from `churn.pipeline.synth.generate`, so its repairs
 do nothing. Imports are relative so the folder works wherever it is placed.
 """
 

@@ -15,5 +15,5 @@ if TYPE_CHECKING:  # the service loads the domain too, and has no pandas
 
 
 def repair(frame: pd.DataFrame) -> pd.DataFrame:
-    """The frame as it is: `churn.core.synth.generate` writes clean records."""
+    """The frame as it is: `churn.pipeline.synth.generate` writes clean records."""
     return frame

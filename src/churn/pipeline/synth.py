@@ -2,7 +2,9 @@
 
 `generate(contract, rows, seed)` draws a labelled table from the contract
 alone, so benchmarks can scale any domain to a million rows and the test
-suite can drive the whole path on a domain that has no real data:
+suite can drive the whole path on a domain that has no real data. No stage
+of dvc.yaml uses it, so it lives beside the stages rather than in their
+dependencies (`core/`):
 
 - **ids** follow the contract's pattern by construction (`id_pattern_ids`):
   the pattern is read as a sequence of character sets, and row ``i`` is
