@@ -91,3 +91,55 @@ def test_missing_model_or_card_is_refused(tmp_path: Path) -> None:
     (tmp_path / CARD_FILE).write_text("{not json")
     with pytest.raises(ModelError, match="not valid JSON"):
         load_model(tmp_path)
+
+
+def test_training_twice_writes_the_same_bytes(
+    params: Params, domain: Domain, sample_csv: Path, tmp_path: Path
+) -> None:
+    """skops names entries after object ids and skl2onnx names graphs at random:
+    `save_model` and `export_onnx` make both canonical, so a DVC hash names a recipe."""
+    from churn.core.data import read_csv
+    from churn.pipeline import train
+
+    frame = clean(read_csv(sample_csv), domain)
+    train_params = params.train.model_copy(update={"cv_folds": 2})
+    written = []
+    for run in ("first", "second"):
+        pipeline, metrics = train.run(frame, train_params, domain.contract)
+        directory = tmp_path / run
+        train.write_model(
+            pipeline,
+            frame,
+            directory,
+            params=train_params,
+            drift=params.drift,
+            metrics=metrics,
+            data={},
+            contract=domain.contract,
+        )
+        written.append({path.name: path.read_bytes() for path in sorted(directory.iterdir())})
+
+    assert written[0].keys() == written[1].keys()
+    for name, content in written[0].items():
+        assert content == written[1][name], f"{name} differs between two trainings"
+
+
+def test_a_canonical_model_file_loads_and_predicts_like_the_original(
+    params: Params, raw_sample: pd.DataFrame, domain: Domain, tmp_path: Path
+) -> None:
+    import skops.io as sio
+
+    from churn.pipeline.model import canonical_skops, trusted_types
+
+    frame = clean(raw_sample, domain)
+    pipeline = _fit_and_save(params, frame, tmp_path, "logistic_regression", domain.contract)
+    raw = tmp_path / "raw.skops"
+    sio.dump(pipeline, raw)
+    canonical = canonical_skops(raw.read_bytes())
+
+    assert canonical != raw.read_bytes()  # the ids really were renumbered
+    assert canonical_skops(canonical) == canonical
+    loaded, _ = load_model(tmp_path)
+    x = features(frame, domain.contract)
+    np.testing.assert_array_equal(loaded.predict_proba(x), pipeline.predict_proba(x))
+    assert trusted_types(tmp_path / MODEL_FILE) == trusted_types(raw)

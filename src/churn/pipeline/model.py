@@ -12,7 +12,10 @@ against the model card written beside it.
 
 from __future__ import annotations
 
+import io
 import platform
+import re
+import zipfile
 from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -93,7 +96,10 @@ def export_onnx(pipeline: Pipeline, contract: Contract) -> bytes:
     classifier = pipeline.named_steps["classifier"]
     try:
         graph = convert_sklearn(
-            pipeline, initial_types=inputs, options={id(classifier): {"zipmap": False}}
+            pipeline,
+            initial_types=inputs,
+            options={id(classifier): {"zipmap": False}},
+            name=ONNX_GRAPH_NAME,  # skl2onnx's default is random: bytes would differ per run
         )
     except Exception as exc:  # skl2onnx raises assorted errors per converter
         reason = first_line(exc, 200)
@@ -170,7 +176,44 @@ def save_model(pipeline: Pipeline, model_dir: Path) -> str:
     model_dir.mkdir(parents=True, exist_ok=True)
     path = model_dir / MODEL_FILE
     sio.dump(pipeline, path)
+    path.write_bytes(canonical_skops(path.read_bytes()))
     return file_sha256(path)
+
+
+# skops names each array file, and each shared object's memo entry, after
+# id(obj): a memory address, different on every run.
+_SKOPS_IDS = re.compile(r'("__id__": |"file": ")(\d+)')
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+SKOPS_SCHEMA = "schema.json"
+ONNX_GRAPH_NAME = "pipeline"
+
+
+def canonical_skops(data: bytes) -> bytes:
+    """The same skops file with reproducible bytes: the object ids renumbered in order
+    of first appearance in its schema, entries sorted, timestamps fixed. The same
+    pipeline then always gives the same file (and DVC hash); loading is unchanged."""
+    with zipfile.ZipFile(io.BytesIO(data)) as source:
+        entries = {info.filename: (info, source.read(info)) for info in source.infolist()}
+    schema_info, schema_bytes = entries.pop(SKOPS_SCHEMA)
+    schema = schema_bytes.decode("utf-8")
+    numbers: dict[str, str] = {}
+    for match in _SKOPS_IDS.finditer(schema):
+        numbers.setdefault(match.group(2), str(len(numbers) + 1))
+    schema = _SKOPS_IDS.sub(lambda m: m.group(1) + numbers[m.group(2)], schema)
+    renamed = {SKOPS_SCHEMA: (schema_info, schema.encode("utf-8"))}
+    for name, (info, content) in entries.items():
+        stem, dot, suffix = name.partition(".")
+        new = f"{numbers.get(stem, stem)}{dot}{suffix}"
+        renamed[new] = (info, content)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as target:
+        for name in sorted(renamed):
+            info, content = renamed[name]
+            fixed = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
+            fixed.compress_type = info.compress_type
+            fixed.external_attr = 0o644 << 16
+            target.writestr(fixed, content)
+    return out.getvalue()
 
 
 def load_model(model_dir: Path) -> tuple[Pipeline, ModelCard]:
