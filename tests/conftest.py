@@ -15,6 +15,7 @@ from churn.core.params import MetricGate, Params, load_params
 from churn.serving import schemas
 from churn.serving.schemas import Schemas
 from tests.support.data import sample_frame
+from tests.support.models import fit_and_write
 from tests.support.paths import PARAMS, raw_files
 
 SAMPLE_ROWS = 40
@@ -94,20 +95,8 @@ def small_model_dir(
     """A real model directory (skops, ONNX, card, drift profile) trained on the
     sample, written as `train` writes it: seconds, for unit tests."""
     from churn.core.data import clean
-    from churn.pipeline import train
 
-    frame = clean(read_csv(sample_csv), domain)
-    train_params = params.train.model_copy(update={"cv_folds": 2})
-    pipeline, metrics = train.run(frame, train_params, domain.contract)
     directory = tmp_path_factory.mktemp("small-model")
-    train.write_model(
-        pipeline,
-        frame,
-        directory,
-        params=train_params,
-        drift=params.drift,
-        metrics=metrics,
-        data={},
-        contract=domain.contract,
-    )
+    train_params = params.train.model_copy(update={"cv_folds": 2})
+    fit_and_write(clean(read_csv(sample_csv), domain), params, domain, directory, train_params)
     return directory

@@ -31,14 +31,29 @@ def train_model(
 ) -> TrainedModel:
     """Split ``raw`` as `prepare` does, train on the training split (no MLflow) and
     write the model to ``directory``; ``train_params`` replaces ``params.train``."""
-    from churn.pipeline import prepare, train
+    from churn.pipeline import prepare
 
     train_split, test_split = prepare.run(raw, params.prepare, domain)
+    pipeline = fit_and_write(train_split, params, domain, directory, train_params)
+    return TrainedModel(directory, pipeline, test_split)
+
+
+def fit_and_write(
+    frame: pd.DataFrame,
+    params: Params,
+    domain: Domain,
+    directory: Path,
+    train_params: TrainParams | None = None,
+) -> Pipeline:
+    """`train.run` on the clean ``frame``, then `train.write_model` to ``directory``
+    (skops, ONNX, card, drift profile; no MLflow); ``train_params`` replaces ``params.train``."""
+    from churn.pipeline import train
+
     train_params = train_params or params.train
-    pipeline, metrics = train.run(train_split, train_params, domain.contract)
+    pipeline, metrics = train.run(frame, train_params, domain.contract)
     train.write_model(
         pipeline,
-        train_split,
+        frame,
         directory,
         params=train_params,
         drift=params.drift,
@@ -46,7 +61,7 @@ def train_model(
         data={},
         contract=domain.contract,
     )
-    return TrainedModel(directory, pipeline, test_split)
+    return pipeline
 
 
 def copy_model(source: Path, target: Path) -> Path:

@@ -15,6 +15,7 @@ from churn.core.errors import ModelError
 from churn.core.params import Params
 from churn.pipeline.model import build_pipeline, load_model, save_model
 from tests.support.bad_data import unknown
+from tests.support.models import fit_and_write
 
 
 def _fit_and_save(
@@ -99,24 +100,13 @@ def test_training_twice_writes_the_same_bytes(
     """skops names entries after object ids and skl2onnx names graphs at random:
     `save_model` and `export_onnx` make both canonical, so a DVC hash names a recipe."""
     from churn.core.data import read_csv
-    from churn.pipeline import train
 
     frame = clean(read_csv(sample_csv), domain)
     train_params = params.train.model_copy(update={"cv_folds": 2})
     written = []
     for run in ("first", "second"):
-        pipeline, metrics = train.run(frame, train_params, domain.contract)
         directory = tmp_path / run
-        train.write_model(
-            pipeline,
-            frame,
-            directory,
-            params=train_params,
-            drift=params.drift,
-            metrics=metrics,
-            data={},
-            contract=domain.contract,
-        )
+        fit_and_write(frame, params, domain, directory, train_params)
         written.append({path.name: path.read_bytes() for path in sorted(directory.iterdir())})
 
     assert written[0].keys() == written[1].keys()
