@@ -51,11 +51,14 @@ class Scenarios:
       (the shift may move others too, e.g. a total that follows a price).
     - ``weaker_train``: overrides of ``params.yaml``'s ``train`` section that
       give a clearly worse model (one the gate must refuse).
+    - ``vocabulary``: words of this domain's prose (besides its column names)
+      that the machinery must never spell; the fork test looks for them.
     """
 
     shift: Shift
     shifted_features: tuple[str, ...]
     weaker_train: dict[str, Any] = field(default_factory=dict)
+    vocabulary: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

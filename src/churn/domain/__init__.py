@@ -17,10 +17,15 @@ from pathlib import Path
 
 from churn.core.domain import Domain, Scenarios
 from churn.domain.repairs import repair
-from churn.domain.scenarios import SHIFTED_FEATURES, WEAKER_TRAIN, shift
+from churn.domain.scenarios import SHIFTED_FEATURES, VOCABULARY, WEAKER_TRAIN, shift
 
 DOMAIN = Domain.from_folder(
     Path(__file__).parent,
     repair=repair,
-    scenarios=Scenarios(shift=shift, shifted_features=SHIFTED_FEATURES, weaker_train=WEAKER_TRAIN),
+    scenarios=Scenarios(
+        shift=shift,
+        shifted_features=SHIFTED_FEATURES,
+        weaker_train=WEAKER_TRAIN,
+        vocabulary=VOCABULARY,
+    ),
 )

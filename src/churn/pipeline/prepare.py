@@ -68,9 +68,10 @@ def raw_files(raw: Path) -> list[Path]:
 
 def read_raw(raw: Path) -> pd.DataFrame:
     """The raw data as text columns; several files must share their header."""
-    frames = [read_csv(path) for path in raw_files(raw)]
+    paths = raw_files(raw)
+    frames = [read_csv(path) for path in paths]
     header = list(frames[0].columns)
-    for path, frame in zip(raw_files(raw)[1:], frames[1:], strict=True):
+    for path, frame in zip(paths[1:], frames[1:], strict=True):
         if list(frame.columns) != header:
             raise DataError(f"{path}: its columns differ from the first raw file's")
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)

@@ -386,6 +386,18 @@ class HTTPError(BaseModel):
     detail: str
 
 
+def json_route_responses(invalid: str) -> dict[int | str, dict[str, Any]]:
+    """The error answers every route with a JSON body documents; ``invalid`` says
+    what a 422 refuses. Routes add their own (e.g. 503) beside them."""
+    return {
+        400: {"model": HTTPError, "description": "Body is not decodable (e.g. not UTF-8)."},
+        401: {"model": HTTPError, "description": "Missing or wrong X-API-Key (when required)."},
+        413: {"model": HTTPError, "description": "Request body too large."},
+        415: {"model": HTTPError, "description": "Body not sent as application/json."},
+        422: {"model": ValidationProblems, "description": invalid},
+    }
+
+
 class Status(BaseModel):
     status: Literal["ok", "ready"]
     model_version: str | None = None

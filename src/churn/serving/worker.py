@@ -9,9 +9,10 @@ stop. Each only says what a round is.
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 
 
-class Worker:
+class Worker(ABC):
     """A daemon thread running `round` when woken and at least every ``interval_s``.
 
     `stop` asks for one last round and waits for it; `finish` runs once after
@@ -43,10 +44,11 @@ class Worker:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
+    @abstractmethod
     def round(self) -> None:
-        raise NotImplementedError
+        """One round of the subclass's work (must not raise)."""
 
-    def finish(self) -> None:
+    def finish(self) -> None:  # noqa: B027 - an optional hook, not an abstract one
         """After the last round, on the thread (nothing by default)."""
 
     def _run(self) -> None:

@@ -13,10 +13,15 @@ from pathlib import Path
 from churn.core.domain import Domain, Scenarios
 
 from .repairs import repair
-from .scenarios import SHIFTED_FEATURES, WEAKER_TRAIN, shift
+from .scenarios import SHIFTED_FEATURES, VOCABULARY, WEAKER_TRAIN, shift
 
 DOMAIN = Domain.from_folder(
     Path(__file__).parent,
     repair=repair,
-    scenarios=Scenarios(shift=shift, shifted_features=SHIFTED_FEATURES, weaker_train=WEAKER_TRAIN),
+    scenarios=Scenarios(
+        shift=shift,
+        shifted_features=SHIFTED_FEATURES,
+        weaker_train=WEAKER_TRAIN,
+        vocabulary=VOCABULARY,
+    ),
 )

@@ -26,6 +26,9 @@ SHIFTED_FEATURES: tuple[str, ...] = ("channel", "amount")
 # Heavy regularisation: a model far below any gate set from the default one.
 WEAKER_TRAIN: dict[str, Any] = {"logistic_regression": {"C": 0.0005}}
 
+# Words of this domain that the machinery must never use (the fork test greps for them).
+VOCABULARY: tuple[str, ...] = ("borrower", "defaulted", "collateral")
+
 
 def shift(frame: pd.DataFrame, rng: np.random.Generator, strength: float = 1.0) -> pd.DataFrame:
     """``frame`` after a broker campaign of ``strength`` (0: nothing changes).

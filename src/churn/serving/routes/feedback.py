@@ -22,7 +22,7 @@ from churn.serving.schemas import (
     FeedbackAcceptedBase,
     HTTPError,
     Schemas,
-    ValidationProblems,
+    json_route_responses,
 )
 
 RETRY_AFTER_S = 1
@@ -36,12 +36,8 @@ def build_router(schemas: Schemas) -> APIRouter:
     router = APIRouter(
         prefix="/feedback",
         tags=["feedback"],
-        responses={
-            400: {"model": HTTPError, "description": "Body is not decodable (e.g. not UTF-8)."},
-            401: {"model": HTTPError, "description": "Missing or wrong X-API-Key (when required)."},
-            413: {"model": HTTPError, "description": "Request body too large."},
-            415: {"model": HTTPError, "description": "Body not sent as application/json."},
-            422: {"model": ValidationProblems, "description": "Invalid feedback."},
+        responses=json_route_responses("Invalid feedback.")
+        | {
             503: {
                 "model": HTTPError,
                 "description": "The feedback log's buffer is full (retry after Retry-After s).",

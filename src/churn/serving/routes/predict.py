@@ -26,12 +26,11 @@ from churn.serving.fastpath import json_body, parse_json
 from churn.serving.prediction_log import encode_predictions
 from churn.serving.schemas import (
     BatchResponse,
-    HTTPError,
     ModelRef,
     Prediction,
     PredictionResponse,
     Schemas,
-    ValidationProblems,
+    json_route_responses,
 )
 
 
@@ -43,13 +42,7 @@ def build_router(schemas: Schemas) -> APIRouter:
     router = APIRouter(
         prefix="/predict",
         tags=["predict"],
-        responses={
-            400: {"model": HTTPError, "description": "Body is not decodable (e.g. not UTF-8)."},
-            401: {"model": HTTPError, "description": "Missing or wrong X-API-Key (when required)."},
-            413: {"model": HTTPError, "description": "Request body too large."},
-            415: {"model": HTTPError, "description": "Body not sent as application/json."},
-            422: {"model": ValidationProblems, "description": "Invalid record."},
-        },
+        responses=json_route_responses("Invalid record."),
     )
     record_model, batch_model = schemas.Record, schemas.BatchRequest
     id_field, model_inputs = schemas.id_field, schemas.model_inputs
