@@ -61,8 +61,11 @@ RUN groupadd --gid 10001 churn \
 
 COPY --from=builder /opt/venv /opt/venv
 # Owned by root and read-only for the service: it never writes them.
-COPY models/model.onnx models/model_card.json models/drift_profile.json models/mlflow_run.json \
-     /app/models/
+COPY models/model.onnx models/model_card.json models/drift_profile.json /app/models/
+# The MLflow run record train wrote (kept out of models/, which holds only
+# reproducible bytes): the service reports its registered version when the
+# record is this model's. The folder may be empty (a model from `dvc pull`).
+COPY reports/run/ /app/models/
 
 # ORT_DISABLE_TELEMETRY: onnxruntime's Linux wheels send usage telemetry
 # (and keep a device id under $HOME) unless told not to.

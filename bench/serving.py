@@ -2,7 +2,7 @@
 
 Both servers serve the model the pipeline logged: MLflow's own scoring
 server loads the scikit-learn pipeline the ``train`` stage logged to MLflow
-(``models/mlflow_run.json``), ``churn serve`` loads its ONNX export from
+(``reports/run/mlflow_run.json``), ``churn serve`` loads its ONNX export from
 ``models/``. Each server is one process (one uvicorn worker) pinned to CPU
 core 0 with ``taskset``; the load generator, ``wrk``, is pinned to core 1, so
 the two never compete for a core and the numbers are "what one core serves".
@@ -626,7 +626,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--mlflow-model",
         default=None,
-        help="model URI for mlflow (default: the logged model's URI from models/mlflow_run.json; "
+        help="model URI for mlflow (default: the logged model's URI from "
+        "reports/run/mlflow_run.json; "
         "use models:/churn-classifier/<version> for the registered version)",
     )
     parser.add_argument("--server-cpu", type=int, default=0, help="core the servers run on")
@@ -676,8 +677,8 @@ class Setup:
 
 
 def run_record() -> dict[str, str]:
-    """What ``train`` logged: ``models/mlflow_run.json`` (run id, model URI, version)."""
-    path = MODELS / "mlflow_run.json"
+    """What ``train`` logged: ``reports/run/mlflow_run.json`` (run id, model URI, version)."""
+    path = Path("reports/run/mlflow_run.json")
     try:
         record: dict[str, str] = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:

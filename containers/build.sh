@@ -10,9 +10,11 @@ set -euo pipefail
 source "$(dirname "$0")/common.sh"
 cd "$REPO_ROOT"
 
-for file in models/model.onnx models/model_card.json models/drift_profile.json models/mlflow_run.json; do
+for file in models/model.onnx models/model_card.json models/drift_profile.json; do
     [[ -f $file ]] || die "$file is missing: run the pipeline first (make repro, or dvc pull)"
 done
+# The run record (train writes it; none after a dvc pull): the Dockerfile copies the folder.
+mkdir -p reports/run
 
 ensure_tools podman "${PODMAN_RUNTIME:-runc}"
 if [[ $PYTHON_IMAGE == localhost/* ]]; then

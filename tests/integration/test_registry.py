@@ -28,7 +28,7 @@ import httpx
 import pytest
 import yaml
 
-from churn.core.artifacts import CARD_FILE, MODEL_FILE, ONNX_FILE, RUN_FILE, RunRecord
+from churn.core.artifacts import CARD_FILE, MODEL_FILE, ONNX_FILE, RUN_RECORD, RunRecord
 from churn.core.contract import Contract
 from churn.core.domain import Domain
 from churn.core.params import Params
@@ -156,7 +156,7 @@ def train_and_evaluate(repo: Repo, params: str = "params.yaml") -> RunRecord:
         repo, "evaluate", "--test", "data/prepared/test.csv", "--model-dir", "models",
         "--metrics", "metrics.json", "--plots-dir", "plots", "--params", params,
     )  # fmt: skip
-    return RunRecord.read(repo.root / "models" / RUN_FILE)
+    return RunRecord.read(repo.root / RUN_RECORD)
 
 
 def aliases(server: MlflowServer) -> dict[str, str]:
@@ -203,7 +203,7 @@ def test_the_pipeline_logs_to_the_server_with_lineage_tags(
     from mlflow.models import Model
 
     tracked.dvc("repro")
-    record = RunRecord.read(tracked.root / "models" / RUN_FILE)
+    record = RunRecord.read(tracked.root / RUN_RECORD)
     assert (record.tracking_uri, record.registered_model, record.version) == (
         mlflow_server.url,
         MODEL,
@@ -258,7 +258,7 @@ def test_artifacts_are_stored_in_the_s3_bucket(
     )
     listed = s3.list_objects_v2(Bucket=mlflow_server.bucket, Prefix="mlflow/")
     keys = {item["Key"] for item in listed["Contents"]}
-    run_id = RunRecord.read(tracked.root / "models" / RUN_FILE).run_id
+    run_id = RunRecord.read(tracked.root / RUN_RECORD).run_id
     run_prefix = next(k for k in keys if f"/{run_id}/artifacts/" in k).split("/artifacts/")[0]
     for name in (f"serving/{ONNX_FILE}", f"serving/{CARD_FILE}", "plots/roc.png"):
         assert f"{run_prefix}/artifacts/{name}" in keys, name
@@ -314,7 +314,7 @@ def test_a_version_is_refused_under_stricter_limits_and_promoted_under_the_real_
     assert aliases(mlflow_server) == {"champion": "1", "challenger": "2"}
 
     # What CI promotes: the version this checkout's models/ was registered as.
-    promoted = churn(tracked, "promote", "--run-file", f"models/{RUN_FILE}")
+    promoted = churn(tracked, "promote", "--run-file", str(RUN_RECORD))
     assert f"GATE PASSED ({len(params.gate)} metrics, against champion v1)" in promoted.stdout
     assert f"PROMOTED {MODEL} v2 to champion (was: v1)" in promoted.stdout
     assert aliases(mlflow_server) == {"champion": "2", "previous_champion": "1"}
@@ -398,7 +398,7 @@ def _train_to(repo: Repo, model_dir: Path) -> tuple[subprocess.CompletedProcess[
     result = churn(
         repo, "train", "--train", "data/prepared/train.csv",
         "--validation-report", "reports/validation.json", "--model-dir", str(model_dir),
-        check=False,
+        "--run-record", str(model_dir.parent / RUN_RECORD), check=False,
     )  # fmt: skip
     return result, time.monotonic() - started
 
@@ -430,7 +430,7 @@ def test_the_local_fallback_logs_to_sqlite_with_a_warning(project: Repo, tmp_pat
         "CHURN_TRACKING_FALLBACK=local: logging this run and registering its model in "
         "sqlite:///mlflow.db instead"
     ) in result.stderr
-    record = RunRecord.read(tmp_path / "models" / RUN_FILE)
+    record = RunRecord.read(tmp_path / RUN_RECORD)
     assert record.tracking_uri == "sqlite:///mlflow.db"
     local = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project.root / 'mlflow.db'}")
     assert local.get_run(record.run_id).data.tags["train_data_md5"]

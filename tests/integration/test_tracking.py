@@ -20,6 +20,7 @@ def test_evaluation_of_a_model_whose_run_is_gone_warns_and_continues(
         model_uri="models:/m-0",
         registered_model="classifier",
         version="1",
+        model_sha256="0" * 64,
     )
     (tmp_path / "plots").mkdir()
     tracking.log_evaluation(record, {"accuracy": 0.5}, tmp_path / "plots")

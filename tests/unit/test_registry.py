@@ -136,17 +136,19 @@ def test_a_version_without_held_out_metrics_is_an_error_not_a_verdict(gates: Gat
 
 def test_a_run_file_names_a_version_only_in_the_registry_it_was_logged_to() -> None:
     server = "http://127.0.0.1:5000"
-    record = RunRecord(server, "churn", "0" * 32, "models:/m-1", MODEL, "7")
+    record = RunRecord(server, "churn", "0" * 32, "models:/m-1", MODEL, "7", "a" * 64)
     assert recorded_version(record, model=MODEL, uri=server) == "7"
     with pytest.raises(RegistryError, match=r"registered in sqlite:///mlflow\.db, not in http"):
         recorded_version(
-            RunRecord("sqlite:///mlflow.db", "churn", "0" * 32, "models:/m-1", MODEL, "7"),
+            RunRecord(
+                "sqlite:///mlflow.db", "churn", "0" * 32, "models:/m-1", MODEL, "7", "a" * 64
+            ),
             model=MODEL,
             uri=server,
         )
     with pytest.raises(RegistryError, match=f"names the model other, not {MODEL} "):
         recorded_version(
-            RunRecord(server, "churn", "0" * 32, "models:/m-1", "other", "7"),
+            RunRecord(server, "churn", "0" * 32, "models:/m-1", "other", "7", "a" * 64),
             model=MODEL,
             uri=server,
         )

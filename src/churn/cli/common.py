@@ -21,6 +21,12 @@ from churn.core.errors import (
 from churn.core.params import ParamsError
 
 ParamsOption = Annotated[Path, typer.Option("--params", help="Parameters file.", dir_okay=False)]
+RunRecordOption = Annotated[
+    Path,
+    typer.Option(
+        help="The MLflow run record train writes (run id, registered version).", dir_okay=False
+    ),
+]
 EXIT_CHECK_FAILED = 1
 EXIT_USAGE = 2
 

@@ -13,7 +13,8 @@ from typing import Annotated
 
 import typer
 
-from churn.cli.common import EXIT_CHECK_FAILED, ParamsOption, errors_as_exit_codes
+from churn.cli.common import EXIT_CHECK_FAILED, ParamsOption, RunRecordOption, errors_as_exit_codes
+from churn.core.artifacts import RUN_RECORD
 from churn.core.domain import load_domain
 from churn.core.params import load_params
 
@@ -68,6 +69,7 @@ def validate(
 @app.command()
 def train(
     train_csv: Annotated[Path, typer.Option("--train", help="Training split CSV.", dir_okay=False)],
+    *,
     validation_report: Annotated[
         Path, typer.Option(help="Validation report that must say the data passed.")
     ],
@@ -76,6 +78,7 @@ def train(
     dvc_lock: Annotated[
         Path, typer.Option(help="DVC lock file whose SHA-256 is tagged on the run.")
     ] = Path("dvc.lock"),
+    run_record: RunRecordOption = RUN_RECORD,
 ) -> None:
     """Fit the pipeline, save it with its card, log and register it in MLflow.
 
@@ -97,6 +100,7 @@ def train(
             drift=params.drift,
             settings=tracking.load_settings(),
             domain=load_domain(),
+            run_record=run_record,
             dvc_lock=dvc_lock,
         )
 
@@ -104,10 +108,12 @@ def train(
 @app.command()
 def evaluate(
     test_csv: Annotated[Path, typer.Option("--test", help="Held-out split CSV.", dir_okay=False)],
+    *,
     model_dir: Annotated[Path, typer.Option(help="Directory holding the trained model.")],
     metrics: Annotated[Path, typer.Option(help="Where to write metrics (JSON).")],
     plots_dir: Annotated[Path, typer.Option(help="Directory for plot data and PNG images.")],
     params_file: ParamsOption = Path("params.yaml"),
+    run_record: RunRecordOption = RUN_RECORD,
 ) -> None:
     """Score the held-out split: metrics.json, plot data for DVC and PNG images."""
     from churn.pipeline import evaluate as stage
@@ -122,6 +128,7 @@ def evaluate(
             params=params.evaluate,
             seed=params.train.seed,
             domain=load_domain(),
+            run_record=run_record,
         )
 
 
@@ -134,9 +141,10 @@ def summary(
         "models"
     ),
     plots_dir: Annotated[Path, typer.Option(help="Directory of plots.")] = Path("plots"),
+    run_record: RunRecordOption = RUN_RECORD,
 ) -> None:
     """Print the metrics table and where the model, plots and MLflow runs are."""
     from churn.pipeline.summary import render
 
     with errors_as_exit_codes():
-        typer.echo(render(metrics, model_dir, plots_dir))
+        typer.echo(render(metrics, model_dir, plots_dir, run_record))

@@ -21,7 +21,7 @@ def promote(
     run_file: Annotated[
         Path | None,
         typer.Option(
-            help="Promote the version this file records (models/mlflow_run.json): "
+            help="Promote the version this file records (reports/run/mlflow_run.json): "
             "the model this checkout built.",
             dir_okay=False,
         ),

@@ -11,7 +11,11 @@ library and pydantic only (no pandas, scikit-learn or MLflow).
 - ``drift_profile.json``: the training split reduced to bin counts, and the
   drift rule (`churn.monitoring.drift.ModelDriftProfile`), for the service's live drift
   metrics;
-- ``mlflow_run.json``: the MLflow run and registered version it was logged as.
+
+and, outside it (``RUN_RECORD``), the MLflow run and registered version the
+model was logged as. A run id is new on every run, so it is kept out of the
+cached, hashed `models/` output: the same code, data and params give the
+same bytes there, and `dvc.lock` does not change when nothing did.
 """
 
 from __future__ import annotations
@@ -20,19 +24,21 @@ import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from pathlib import Path
+from typing import Any, ClassVar, Self
+from urllib.parse import urlsplit, urlunsplit
 
 from churn.core.errors import ModelError
 from churn.core.jsonio import read_json_object
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 MODEL_FILE = "model.skops"
 ONNX_FILE = "model.onnx"
 CARD_FILE = "model_card.json"
 DRIFT_PROFILE_FILE = "drift_profile.json"
 RUN_FILE = "mlflow_run.json"
+# Where `train` writes its run record (git-ignored, not a DVC output); the
+# image copies it in beside the model as ``RUN_FILE``.
+RUN_RECORD = Path("reports/run") / RUN_FILE
 # Where a training run keeps its serving bundle (ONNX model, card, drift profile) in MLflow.
 SERVING_ARTIFACTS = "serving"
 
@@ -78,6 +84,7 @@ class ModelCard(_JsonRecord):
     sha256: str
     onnx_sha256: str
     onnx_max_abs_diff: float
+    """The ONNX export's largest difference from the pipeline, as a power-of-ten bound."""
     estimator: str
     threshold: float
     params: dict[str, Any]
@@ -92,7 +99,12 @@ class ModelCard(_JsonRecord):
 
 @dataclass(frozen=True)
 class RunRecord(_JsonRecord):
-    """Where a trained model was logged, so later stages can add to that run."""
+    """Where a trained model was logged, so later stages can add to that run.
+
+    ``model_sha256`` is the card's ``sha256`` of the model the run logged: a
+    record is only believed for that model (`belongs_to`), never for another
+    one that later sits in `models/`.
+    """
 
     tracking_uri: str
     experiment: str
@@ -100,6 +112,32 @@ class RunRecord(_JsonRecord):
     model_uri: str
     registered_model: str
     version: str
+    model_sha256: str
+
+    def __post_init__(self) -> None:
+        # Credentials in the URI (user:password@host) never reach a file or an image.
+        object.__setattr__(self, "tracking_uri", without_credentials(self.tracking_uri))
+
+    def belongs_to(self, card: ModelCard) -> bool:
+        return self.model_sha256 == card.sha256
+
+    @classmethod
+    def read_for(cls, path: Path, card: ModelCard) -> RunRecord | None:
+        """The record at ``path`` if there is one and it is ``card``'s model's, else None."""
+        if not path.is_file():
+            return None
+        record = cls.read(path)
+        return record if record.belongs_to(card) else None
+
+
+def without_credentials(uri: str) -> str:
+    """``uri`` with any ``user:password@`` removed (other URIs unchanged)."""
+    parts = urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 MODEL_URI_PATTERN = r"^models:/[^@\s]+@[^@\s]+$"

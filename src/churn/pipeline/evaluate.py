@@ -221,8 +221,11 @@ def main(
     params: EvaluateParams,
     seed: int,
     domain: Domain,
+    run_record: Path | None = None,
 ) -> dict[str, float]:
-    from churn.core.artifacts import ONNX_FILE, RUN_FILE, RunRecord
+    """Score ``test_path``; add the metrics and plots to the MLflow run ``run_record``
+    names when it is this model's (a record of another model is left alone)."""
+    from churn.core.artifacts import ONNX_FILE, RunRecord
     from churn.registry import tracking
 
     pipeline, card = load_model(model_dir)
@@ -241,9 +244,11 @@ def main(
     for name, table in evaluation.plots.items():
         table.to_csv(plots_dir / PLOT_FILES[name], index=False)
     render_images(evaluation, plots_dir / IMAGE_DIR, contract)
-    run_file = model_dir / RUN_FILE
-    if run_file.is_file():
-        tracking.log_evaluation(RunRecord.read(run_file), evaluation.metrics, plots_dir / IMAGE_DIR)
+    record = None if run_record is None else RunRecord.read_for(run_record, card)
+    if record is not None:
+        tracking.log_evaluation(record, evaluation.metrics, plots_dir / IMAGE_DIR)
+    elif run_record is not None:
+        log.info("%s: no run record of this model, metrics not logged to MLflow", run_record)
     log.info(
         "ROC AUC %.4f on %d held-out rows",
         evaluation.metrics["roc_auc"],

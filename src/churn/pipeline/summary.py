@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from churn.core.artifacts import CARD_FILE, RUN_FILE, ModelCard, RunRecord
+from churn.core.artifacts import CARD_FILE, RUN_RECORD, ModelCard, RunRecord
 from churn.core.jsonio import read_json_object
 
 LABELS = {
@@ -20,7 +20,9 @@ LABELS = {
 CV_LABEL = "{folds}-fold CV ROC AUC (train split)"
 
 
-def render(metrics_path: Path, model_dir: Path, plots_dir: Path) -> str:
+def render(
+    metrics_path: Path, model_dir: Path, plots_dir: Path, run_record: Path = RUN_RECORD
+) -> str:
     metrics = read_json_object(metrics_path, hint="run `dvc repro` first")
     card = ModelCard.read(model_dir / CARD_FILE)
     cv_label = CV_LABEL.format(folds=card.params["cv_folds"])
@@ -35,9 +37,7 @@ def render(metrics_path: Path, model_dir: Path, plots_dir: Path) -> str:
         f"serve it with: churn serve --model-dir {model_dir}",
         f"Plots:   {plots_dir}/*.csv (dvc plots show), {plots_dir}/images/*.png",
     ]
-    run_file = model_dir / RUN_FILE
-    if run_file.is_file():
-        run = RunRecord.read(run_file)
+    if (run := RunRecord.read_for(run_record, card)) is not None:
         lines.append(
             f"MLflow:  {run.tracking_uri}, run {run.run_id}, "
             f"model {run.registered_model} v{run.version}"

@@ -8,6 +8,7 @@ when this stage is run by hand outside `dvc repro`.
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,6 @@ from churn.core.artifacts import (
     CARD_FILE,
     DRIFT_PROFILE_FILE,
     ONNX_FILE,
-    RUN_FILE,
     ModelCard,
     file_sha256,
 )
@@ -108,6 +108,16 @@ def reference_rows(x: pd.DataFrame, contract: Contract) -> list[int]:
     return chosen
 
 
+def power_of_ten_above(value: float) -> float:
+    """The smallest power of ten at or above ``value`` (0 stays 0).
+
+    The card records the ONNX export's difference from the pipeline as this
+    bound: onnxruntime's float32 kernels differ by CPU (AVX2, AVX-512) in
+    the last bits, and the card must be the same bytes on every machine.
+    """
+    return 0.0 if value <= 0 else float(10 ** math.ceil(math.log10(value)))
+
+
 def write_model(
     pipeline: Pipeline,
     frame: pd.DataFrame,
@@ -135,7 +145,7 @@ def write_model(
     card = ModelCard(
         sha256=sha256,
         onnx_sha256=file_sha256(model_dir / ONNX_FILE),
-        onnx_max_abs_diff=difference,
+        onnx_max_abs_diff=power_of_ten_above(difference),
         estimator=params.estimator,
         threshold=params.threshold,
         params=params.model_dump(),
@@ -162,9 +172,15 @@ def main(
     drift: DriftParams,
     settings: TrackingSettings,
     domain: Domain,
+    run_record: Path,
     dvc_lock: Path | None = None,
 ) -> ModelCard:
-    """Train, save and register; ``dvc_lock`` is hashed into the run's lineage tags."""
+    """Train, save and register; ``dvc_lock`` is hashed into the run's lineage tags.
+
+    The run record (run id, registered version) goes to ``run_record``, outside
+    ``model_dir``: the model directory holds only what the same inputs
+    reproduce byte for byte.
+    """
     from churn.registry import tracking
 
     require_passed(report_path, train_path)
@@ -194,6 +210,7 @@ def main(
         uri=uri,
         tags=lineage,
     )
-    record.write(model_dir / RUN_FILE)
+    run_record.parent.mkdir(parents=True, exist_ok=True)
+    record.write(run_record)
     log.info("model %s… CV ROC AUC %.4f", card.sha256[:12], metrics["cv_roc_auc"])
     return card

@@ -193,7 +193,7 @@ def plan_promotion(
 
 
 def recorded_version(record: RunRecord, *, model: str, uri: str) -> str:
-    """The version a run file (``models/mlflow_run.json``) names, if it is in this registry.
+    """The version a run file (``reports/run/mlflow_run.json``) names, if it is in this registry.
 
     A model trained against another store (a laptop's SQLite file, another
     server) has a version number that means nothing here: refuse it.

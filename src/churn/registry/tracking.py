@@ -338,6 +338,7 @@ def log_training(
         model_uri=info.model_uri,
         registered_model=settings.registered_model,
         version=version,
+        model_sha256=card.sha256,
     )
 
 

@@ -63,8 +63,8 @@ def load(settings: ServingSettings, contract: Contract) -> LoadedModel:
     ``contract``."""
     if settings.model_uri is None:
         directory = settings.model_dir
-        run_file = directory / RUN_FILE
-        version = RunRecord.read(run_file).version if run_file.is_file() else UNREGISTERED
+        record = RunRecord.read_for(directory / RUN_FILE, ModelCard.read(directory / CARD_FILE))
+        version = UNREGISTERED if record is None else record.version
         return load_directory(directory, contract, version=version, source=str(directory))
     with tempfile.TemporaryDirectory(prefix="churn-model-") as tmp:
         directory, version = _download(settings.model_uri, Path(tmp))
