@@ -54,18 +54,34 @@ test-fast: install ## Run the tests that take seconds (no integration)
 	pytest -m "not integration"
 
 BASELINE ?= main
+# STEPS: the CI steps' outcomes (reports/ci-steps.tsv) when the gate judges a CI run.
+STEPS ?=
 
 .PHONY: gate
-gate: install ## Check the model against its limits and against BASELINE (main)
-	churn gate --baseline $(BASELINE)
+gate: install ## Check the model against BASELINE's gate rules and metrics (main); STEPS=reports/ci-steps.tsv in CI
+	churn gate --baseline "$(BASELINE)" $(if $(STEPS),--steps "$(STEPS)")
 
+# The CI path, defined once: the workflows' jobs, `.ci/run` and a laptop all
+# call these targets (docs/ci.md).
 .PHONY: ci
-ci: install ## The pull-request path locally: tests, pipeline, load test, report and gate vs BASELINE (main)
-	pytest
-	dvc repro
-	python loadtest/run.py
-	churn report --baseline $(BASELINE) --out reports/pr.md
-	churn gate --baseline $(BASELINE)
+ci: ci-checks ci-pipeline ## The whole pull-request path: checks, then the pipeline, report and gate vs BASELINE (main)
+# ...under the variables GitHub's runners set (rich/typer read them): no
+# "passes here, fails there".
+ci: export CI := true
+ci: export GITHUB_ACTIONS := true
+
+.PHONY: ci-checks
+ci-checks: lint test test-fork ## CI's checks job: lint, the tests, the tests in a synthetic fork
+
+.PHONY: ci-pipeline
+ci-pipeline: install ## CI's pipeline job: dvc repro, load test, reproduction check, report (always) and gate vs BASELINE
+	BASELINE="$(BASELINE)" scripts/ci-pipeline.sh
+
+# Branch protection on GitHub (docs/ci.md): the required checks `checks` and
+# `model-gate`, a code owner's review (.github/CODEOWNERS), no force pushes.
+.PHONY: protect-branch
+protect-branch: ## Protect main on GitHub through gh api: required checks, code-owner review (needs gh, admin)
+	scripts/protect-branch.sh
 
 # LOG_DIR: the service's prediction log, a directory or s3://bucket/prefix
 # (CHURN_PREDICTION_LOG_DIR / CHURN_PREDICTION_LOG_S3_URI).
@@ -96,6 +112,7 @@ lint: install ## Check style, formatting, types, import layers, the Dockerfile, 
 	shellcheck -x containers/*.sh deploy/deploy.sh deploy/targets/*.sh scripts/*.sh .ci/run
 	actionlint
 	zizmor --offline .github/workflows
+	zizmor --offline --persona auditor .github/workflows .github/dependabot.yml
 	$(MAKE) --no-print-directory compose-check
 
 # The local stack (compose.yaml, deploy/prometheus, deploy/grafana; docs/stack.md),
@@ -171,6 +188,7 @@ s3-remote: ## Make s3://S3_BUCKET/S3_PREFIX (at S3_ENDPOINT_URL) the default DVC
 	$(if $(S3_ENDPOINT_URL),dvc remote modify --$(DVC_CONFIG_LEVEL) $(DVC_REMOTE) endpointurl $(S3_ENDPOINT_URL))
 	dvc remote modify --$(DVC_CONFIG_LEVEL) $(DVC_REMOTE) connect_timeout 5
 	dvc remote modify --$(DVC_CONFIG_LEVEL) $(DVC_REMOTE) read_timeout 15
+	dvc remote modify --$(DVC_CONFIG_LEVEL) $(DVC_REMOTE) verify true
 
 .PHONY: s3-server
 s3-server: install ## Run a throwaway S3-compatible server (moto, in memory) on 127.0.0.1:S3_PORT

@@ -38,7 +38,8 @@ fi
 
 dvc repro ${FORCE:+--force}
 churn gate --baseline HEAD
-churn report --baseline HEAD --out "$report"
+# The pull request's body: inline charts (gh uploads no images).
+churn report --baseline HEAD --out reports/retrain-images.md --inline-out "$report"
 if [[ -n $trigger ]]; then
     { printf '**Retraining triggered by the prediction log:** %s\n\n' "$trigger"; cat "$report"; } >"$report.tmp"
     mv "$report.tmp" "$report"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from churn.core.artifacts import CARD_FILE, MODEL_FILE, RUN_FILE, file_sha256
+from churn.core.artifacts import CARD_FILE, MODEL_FILE, RUN_RECORD, file_sha256
 from churn.core.contract import Contract
 from churn.core.data import read_csv
 from churn.core.domain import Domain
@@ -97,7 +97,7 @@ def test_model_is_registered_in_mlflow_with_signature_and_example(
     import mlflow
     from mlflow.models import get_model_info
 
-    run = json.loads((repo.root / "models" / RUN_FILE).read_text())
+    run = json.loads((repo.root / RUN_RECORD).read_text())
     assert run["tracking_uri"] == "sqlite:///mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{repo.root / 'mlflow.db'}")
     client = mlflow.MlflowClient()
@@ -123,7 +123,7 @@ def test_service_loads_the_champion_from_the_registry(
     from churn.serving import loader
     from churn.serving.settings import ServingSettings
 
-    run = json.loads((repo.root / "models" / RUN_FILE).read_text())
+    run = json.loads((repo.root / RUN_RECORD).read_text())
     card = json.loads((repo.root / "models" / CARD_FILE).read_text())
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{repo.root / 'mlflow.db'}")
     mlflow.MlflowClient().set_registered_model_alias(
@@ -146,6 +146,20 @@ def test_second_repro_runs_nothing(repo: Repo) -> None:
     assert "Running stage" not in result.stdout
     assert "Data and pipelines are up to date." in result.stdout
     assert "up to date" in repo.dvc("status").stdout
+
+
+def test_a_forced_repro_gives_the_same_bytes_and_a_new_run(repo: Repo) -> None:
+    """Every DVC output is a function of code, data and params: re-running every
+    stage changes nothing `dvc.lock` records, while MLflow gets a new run."""
+    tracked = ["dvc.lock", "metrics.json", "reports/validation.json"]
+    tracked += [str(p.relative_to(repo.root)) for p in sorted((repo.root / "models").iterdir())]
+    before = {path: file_sha256(repo.root / path) for path in tracked}
+    run_before = json.loads((repo.root / RUN_RECORD).read_text())
+    repo.dvc("repro", "--force")
+    assert {path: file_sha256(repo.root / path) for path in tracked} == before
+    run_after = json.loads((repo.root / RUN_RECORD).read_text())
+    assert run_after["run_id"] != run_before["run_id"]
+    assert run_after["model_sha256"] == run_before["model_sha256"]
 
 
 def _stages_changed_by(repo: Repo, path: str) -> set[str]:
@@ -269,5 +283,6 @@ def test_report_and_gate_against_the_committed_baseline(
     assert failing.returncode == 1
     strict_rule = rule.model_copy(update={"limit": limit})
     assert limit_problem(metric, strict_rule, current[metric]) in failing.stdout
-    first_pr = repo.run(CHURN, "gate", "--baseline", "no-such-branch", check=False)
-    assert "no baseline yet" in first_pr.stdout
+    unknown_base = repo.run(CHURN, "gate", "--baseline", "no-such-branch", check=False)
+    assert unknown_base.returncode == 1  # fails closed
+    assert "'no-such-branch' does not resolve to a commit here" in unknown_base.stdout

@@ -4,13 +4,16 @@ The gate is params.yaml's: every value is placed against its limits and
 allowed regressions, so the tests hold for any gate a fork writes.
 """
 
+from dataclasses import replace
+
 import pytest
 
 from churn.core.artifacts import ModelCard, RunRecord
 from churn.core.contract import Contract
 from churn.core.params import MetricGate
-from churn.release.gate import GateResult, baseline_values, check_gate
+from churn.release.gate import GateResult, check_gate
 from churn.release.report import ReportInputs, render
+from churn.release.steps import PIPELINE, Step
 from tests.support.params import (
     HEADROOM,
     at_limit,
@@ -125,14 +128,29 @@ def test_failed_validation_or_load_test_fails_the_gate(
     assert any(problem in p for p in result.problems())
 
 
-def test_baseline_values_from_a_dvc_metrics_diff(gates: Gates) -> None:
-    metric = next(iter(gates))
-    diff: dict[str, dict[str, float | None]] = {
-        metric: {"old": 0.25, "new": 0.5},
-        "new_metric": {"old": None, "new": 1.0},
-    }
-    assert baseline_values(diff) == {metric: 0.25}
-    assert baseline_values({metric: {"old": None, "new": 0.5}}) is None
+def test_a_failed_step_fails_the_gate_with_its_reason(gates: Gates) -> None:
+    main = comfortable(gates)
+    steps = [Step(PIPELINE, "passed"), Step("loadtest", "failed", "locust exited 2")]
+    result = check_gate(main, main, gates, baseline_name=BASELINE, steps=steps)
+    assert not result.passed
+    assert result.problems() == ["loadtest failed: locust exited 2"]
+    assert len(result.checks) == len(gates)  # the metrics were still checked
+
+
+def test_a_failed_pipeline_has_no_metrics_to_check(gates: Gates) -> None:
+    main = comfortable(gates)
+    steps = [Step(PIPELINE, "failed", "error: stage train failed")]
+    result = check_gate(main, main, gates, baseline_name=BASELINE, steps=steps)
+    assert not result.passed
+    assert result.checks == []
+    assert result.problems() == ["pipeline failed: error: stage train failed"]
+
+
+def test_notes_are_shown_and_do_not_fail_the_gate(gates: Gates) -> None:
+    main = comfortable(gates)
+    result = replace(_gate(gates, main, main), notes=["the gate was edited"])
+    assert result.passed
+    assert result.render().splitlines()[-1] == "  note: the gate was edited"
 
 
 CARD = ModelCard(
@@ -147,7 +165,9 @@ CARD = ModelCard(
     metrics={"cv_roc_auc": 0.75, "cv_roc_auc_std": 0.0125},
     reference={},
 )
-RUN = RunRecord("sqlite:///mlflow.db", "experiment", "r1", "models:/m-1", "classifier", "7")
+RUN = RunRecord(
+    "sqlite:///mlflow.db", "experiment", "r1", "models:/m-1", "classifier", "7", CARD.sha256
+)
 ROWS = 12345  # a made-up count: the report prints it with a thousands separator
 
 
@@ -167,7 +187,7 @@ def _report(gate: GateResult, metrics: dict[str, dict[str, float | None]], title
             run=RUN,
             onnx_bytes=4200,
             loadtest=None,
-            images={"roc": "plots/roc.png"},
+            plots=["![ROC](plots/roc.png)"],
             title=title,
         )
     )
@@ -207,7 +227,7 @@ def test_report_shows_the_diff_the_gate_and_added_or_removed_metrics(
     assert f"✅ 64 of 64 checks passed on {ROWS:,} rows." in text
     assert "| CV ROC AUC (train split) | 0.7500 ± 0.0125 |" in text
     assert "| MLflow | classifier v7, run `r1` |" in text
-    assert "![roc](plots/roc.png)" in text
+    assert "### Plots\n\n![ROC](plots/roc.png)" in text
     assert "### Load test\n\nNot run." in text
 
 
@@ -221,3 +241,41 @@ def test_report_without_a_baseline(gates: Gates, contract: Contract) -> None:
     assert (
         f"| {metric} | — | {current[metric]:.4f} | added | {_rule(gates[metric], True)} |" in text
     )
+
+
+def test_a_failed_pipeline_still_gets_a_report_that_says_so(
+    gates: Gates, contract: Contract
+) -> None:
+    main = comfortable(gates)
+    steps = [
+        Step(PIPELINE, "failed", "error: 2 of 40 checks failed"),
+        Step("loadtest", "skipped", "the pipeline failed"),
+    ]
+    gate = replace(
+        check_gate(main, main, gates, baseline_name=BASELINE, steps=steps),
+        notes=["this change edits `gate:`"],
+    )
+    text = render(
+        ReportInputs(
+            gate=gate,
+            metrics={},
+            params={},
+            validation=None,
+            card=None,
+            run=None,
+            onnx_bytes=None,
+            loadtest=None,
+            plots=["![ROC](plots/roc.png)"],
+            steps=steps,
+            title=contract.title,
+        )
+    )
+    assert (
+        f"**Gate: ❌ failed** (against `{BASELINE}`)\n\n- pipeline failed: error: 2 of 40" in text
+    )
+    assert "> **Note:** this change edits `gate:`" in text
+    assert "- ❌ pipeline: failed (error: 2 of 40 checks failed)" in text
+    assert "- ⏭️ loadtest: skipped (the pipeline failed)" in text
+    assert "### Metrics (held-out split)\n\nNot produced: the pipeline failed." in text
+    assert "### Model\n\nNot produced: the pipeline failed." in text
+    assert "### Plots" not in text  # the plot data on disk is not this change's

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
 import typer
 
 from churn.cli.common import EXIT_CHECK_FAILED, ParamsOption, errors_as_exit_codes
 from churn.core.domain import load_domain
-from churn.core.params import load_params
-
-if TYPE_CHECKING:
-    from churn.release.gate import GateResult
 
 app = typer.Typer()
 
@@ -20,39 +17,33 @@ app = typer.Typer()
 BaselineOption = Annotated[
     str, typer.Option(help="Git revision to compare with (the pull request's target).")
 ]
-
-
-def _gate_result(baseline: str, params_file: Path) -> tuple[GateResult, dict[str, Any]]:
-    from churn.core.jsonio import read_json_object
-    from churn.release import gate as gates
-
-    current = read_json_object(Path(gates.METRICS_FILE))
-    diff = gates.metrics_diff(baseline)
-    validation = gates.read_json(Path("reports/validation.json"))
-    loadtest = gates.read_json(Path("loadtest/results/summary.json"))
-    result = gates.check_gate(
-        current,
-        gates.baseline_values(diff),
-        load_params(params_file).gate,
-        baseline_name=baseline,
-        validation_passed=None if validation is None else bool(validation["success"]),
-        loadtest_passed=None if loadtest is None else bool(loadtest["slo_met"]),
-    )
-    metrics = diff or {name: {"old": None, "new": value} for name, value in current.items()}
-    return result, {"metrics": metrics, "validation": validation, "loadtest": loadtest}
+StepsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--steps",
+        help="The CI steps' outcomes (reports/ci-steps.tsv, scripts/ci-pipeline.sh writes it).",
+        dir_okay=False,
+    ),
+]
 
 
 @app.command()
 def gate(
-    baseline: BaselineOption = "main", params_file: ParamsOption = Path("params.yaml")
+    baseline: BaselineOption = "main",
+    params_file: ParamsOption = Path("params.yaml"),
+    steps: StepsOption = None,
 ) -> None:
     """Fail (exit 1) when a metric breaks its limit or regresses against the baseline.
 
-    Also fails when data validation or the load test (if run) failed.
+    The rules are the baseline's `gate:` in params.yaml, not this checkout's.
+    Also fails when data validation, the load test or a CI step (--steps)
+    failed, and when the baseline does not resolve.
     Run from the repository root after `dvc repro`.
     """
+    from churn.release.gate import GateInputs, judge
+
     with errors_as_exit_codes():
-        result, _ = _gate_result(baseline, params_file)
+        result = judge(GateInputs(baseline, params_file=params_file, steps_file=steps)).result
     typer.echo(result.render())
     if not result.passed:
         raise typer.Exit(EXIT_CHECK_FAILED)
@@ -61,40 +52,73 @@ def gate(
 @app.command()
 def report(
     baseline: BaselineOption = "main",
-    out: Annotated[Path, typer.Option(help="Markdown file to write.")] = Path("reports/pr.md"),
-    image_base: Annotated[
-        str, typer.Option(help="Prefix for plot image links (a URL or a relative path).")
-    ] = "../plots/images",
+    out: Annotated[
+        Path,
+        typer.Option(help="Markdown with plot images (for `cml comment`, which uploads them)."),
+    ] = Path("reports/pr.md"),
+    inline_out: Annotated[
+        Path | None,
+        typer.Option(help="The same report with inline charts (for `gh`, the job summary)."),
+    ] = Path("reports/pr-inline.md"),
     params_file: ParamsOption = Path("params.yaml"),
+    steps: StepsOption = None,
 ) -> None:
-    """Write the pull-request report: metrics and params vs the baseline, validation,
-    model, load test and plots, as Markdown."""
-    from churn.core.artifacts import CARD_FILE, ONNX_FILE, RUN_FILE, ModelCard, RunRecord
+    """Write the pull-request report: the gate's verdict, CI steps, metrics and params
+    vs the baseline, validation, model, load test, and plots beside the baseline's.
+
+    Written whatever happened: a failed step is reported, not an error.
+    """
+    from churn.core.artifacts import CARD_FILE, ONNX_FILE, RUN_RECORD, ModelCard, RunRecord
     from churn.release import gate as gates
+    from churn.release import plots
     from churn.release import report as reports
 
     models = Path("models")
     with errors_as_exit_codes():
-        result, inputs = _gate_result(baseline, params_file)
-        run_file = models / RUN_FILE
-        images = sorted(Path("plots/images").glob("*.png"))
-        markdown = reports.render(
-            reports.ReportInputs(
-                gate=result,
-                metrics=inputs["metrics"],
-                params=gates.params_diff(baseline),
-                validation=inputs["validation"],
-                card=ModelCard.read(models / CARD_FILE),
-                run=RunRecord.read(run_file) if run_file.is_file() else None,
-                onnx_bytes=(models / ONNX_FILE).stat().st_size,
-                loadtest=inputs["loadtest"],
-                images={p.stem.replace("_", " "): f"{image_base}/{p.name}" for p in images},
-                title=load_domain().contract.title,
-            )
+        judged = gates.judge(gates.GateInputs(baseline, params_file=params_file, steps_file=steps))
+        card_file, onnx_file = models / CARD_FILE, models / ONNX_FILE
+        card = ModelCard.read(card_file) if card_file.is_file() else None
+        pairs = plots.pairs(judged.baseline_commit, plots.specs())
+        images = plots.write_png(pairs, out.parent / "plots", baseline)
+        base = reports.ReportInputs(
+            gate=judged.result,
+            metrics=judged.metrics,
+            params=gates.params_diff(judged.baseline_commit, params_file),
+            validation=judged.validation,
+            card=card,
+            run=None if card is None else RunRecord.read_for(RUN_RECORD, card),
+            onnx_bytes=onnx_file.stat().st_size if onnx_file.is_file() else None,
+            loadtest=judged.loadtest,
+            steps=judged.steps,
+            title=load_domain().contract.title,
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(markdown)
-    typer.echo(f"wrote {out} ({result.render().splitlines()[0]})")
+        with_images = [
+            f"![{pair.spec.title}]({image.relative_to(out.parent)})"
+            for pair, image in zip(pairs, images, strict=True)
+        ]
+        variants = {out: with_images}
+        if inline_out is not None:
+            variants[inline_out] = plots.inline(pairs, baseline)
+        for path, lines in variants.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(reports.render(replace(base, plots=lines)))
+    written = " and ".join(str(path) for path in variants)
+    typer.echo(f"wrote {written} ({judged.result.render().splitlines()[0]})")
+
+
+@app.command("check-reproduced")
+def check_reproduced(
+    commit: Annotated[str, typer.Option(help="The commit whose files must match.")] = "HEAD",
+) -> None:
+    """Fail (exit 1) unless dvc.lock and the pipeline outputs Git tracks are byte-identical
+    to the committed ones: run after `dvc repro`. Says which command to run and commit."""
+    from churn.release import reproduce
+
+    with errors_as_exit_codes():
+        result = reproduce.check(commit)
+    typer.echo(result.render())
+    if not result.passed:
+        raise typer.Exit(EXIT_CHECK_FAILED)
 
 
 @app.command()

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from churn.core.yamlio import load_yaml_model
+from churn.core.yamlio import load_yaml_model, parse_yaml_model
 
 DEFAULT_PATH = Path("params.yaml")
 
@@ -138,3 +138,15 @@ class ParamsError(Exception):
 
 def load_params(path: Path = DEFAULT_PATH) -> Params:
     return load_yaml_model(path, Params, ParamsError)
+
+
+class _GateSection(BaseModel):
+    """Only the ``gate:`` of a params file (another revision's other sections may differ)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    gate: dict[str, MetricGate]
+
+
+def parse_gate(text: str, source: str) -> dict[str, MetricGate]:
+    """The ``gate:`` rules of a params file's text (e.g. the base branch's params.yaml)."""
+    return parse_yaml_model(text, source, _GateSection, ParamsError).gate

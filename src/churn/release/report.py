@@ -1,10 +1,13 @@
 """The pull-request report: metrics and parameters against the baseline, as Markdown.
 
 `render` is a pure function of already-read inputs (the gate's verdict, the
-`dvc metrics diff`/`dvc params diff` JSON, the validation and load-test
-summaries, the model card), so the same Markdown is produced in CI, posted
-as a comment, and on a laptop by `make ci`. It is rendered here rather than
-with ``dvc metrics diff --md``, which has printed wrong values.
+metrics of both revisions, the `dvc params diff` JSON, the validation and
+load-test summaries, the CI steps, the model card, the plots already
+rendered as Markdown), so the same Markdown is produced in CI, posted as a
+comment, and on a laptop by `make ci`. It is written for every outcome: when
+validation, the pipeline, the load test or the reproduction check failed,
+the report says so first, and shows what there is. It is rendered here
+rather than with ``dvc metrics diff --md``, which has printed wrong values.
 """
 
 from __future__ import annotations
@@ -12,11 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from churn.release.steps import pipeline_failed
+
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     from churn.core.artifacts import ModelCard, RunRecord
     from churn.release.gate import GateResult
+    from churn.release.steps import Step
 
 MISSING = "—"
 
@@ -29,12 +35,14 @@ class ReportInputs:
     params: Mapping[str, Mapping[str, Any]]
     """Changed parameters only: name → {"old", "new"}."""
     validation: Mapping[str, Any] | None
-    card: ModelCard
+    card: ModelCard | None
+    """None when the pipeline produced no model."""
     run: RunRecord | None
-    onnx_bytes: int
+    onnx_bytes: int | None
     loadtest: Mapping[str, Any] | None
-    images: Mapping[str, str]
-    """Plot title → image path or URL, as the Markdown should link it."""
+    plots: Sequence[str] = ()
+    """The plots section's Markdown lines (`churn.release.plots`)."""
+    steps: Sequence[Step] = ()
     title: str = "Model"
     """What the model predicts (the contract's title): the report's heading."""
 
@@ -103,10 +111,11 @@ def _validation_section(validation: Mapping[str, Any] | None) -> list[str]:
 
 def _model_section(inputs: ReportInputs) -> list[str]:
     card = inputs.card
+    if card is None:
+        return ["No model: the pipeline did not produce one."]
     lines = ["| | |", "|---|---|", f"| estimator | {card.estimator} |"]
-    lines.append(
-        f"| ONNX model | {inputs.onnx_bytes / 1024:.1f} KiB, sha256 `{card.onnx_sha256[:16]}…` |"
-    )
+    size = MISSING if inputs.onnx_bytes is None else f"{inputs.onnx_bytes / 1024:.1f} KiB"
+    lines.append(f"| ONNX model | {size}, sha256 `{card.onnx_sha256[:16]}…` |")
     lines.append(f"| pipeline | sha256 `{card.sha256[:16]}…` |")
     lines.append(f"| decision threshold | {card.threshold:g} |")
     if "cv_roc_auc" in card.metrics:
@@ -132,6 +141,10 @@ def _loadtest_section(loadtest: Mapping[str, Any] | None) -> list[str]:
     ]
 
 
+def _steps_section(steps: Sequence[Step]) -> list[str]:
+    return [f"- {step.render()}" for step in steps]
+
+
 def render(inputs: ReportInputs) -> str:
     gate = inputs.gate
     against = f"against `{gate.baseline}`" if gate.baseline else "no baseline yet (first run)"
@@ -139,15 +152,32 @@ def render(inputs: ReportInputs) -> str:
     lines = [f"## {inputs.title}: model report", "", f"**Gate: {heading}** ({against})"]
     if problems := gate.problems():
         lines += ["", *(f"- {problem}" for problem in problems)]
-    sections: list[tuple[str, list[str]]] = [
-        ("Metrics (held-out split)", _metrics_table(inputs)),
+    if gate.notes:
+        lines += ["", *(f"> **Note:** {note}" for note in gate.notes)]
+    produced = not pipeline_failed(list(inputs.steps))
+    validation = _validation_section(inputs.validation)
+    if not produced and inputs.validation is not None and inputs.validation["success"]:
+        validation = [
+            "From `reports/validation.json` as it is now: the pipeline failed, so this "
+            "may be the committed report, not this run's.",
+            "",
+            *validation,
+        ]
+    sections: list[tuple[str, list[str]]] = []
+    if inputs.steps:
+        sections.append(("CI steps", _steps_section(inputs.steps)))
+    sections += [
+        (
+            "Metrics (held-out split)",
+            _metrics_table(inputs) if produced else ["Not produced: the pipeline failed."],
+        ),
         ("Parameters", _params_section(inputs.params)),
-        ("Data validation", _validation_section(inputs.validation)),
-        ("Model", _model_section(inputs)),
+        ("Data validation", validation),
+        ("Model", _model_section(inputs) if produced else ["Not produced: the pipeline failed."]),
         ("Load test", _loadtest_section(inputs.loadtest)),
     ]
-    if inputs.images:
-        sections.append(("Plots", [f"![{title}]({path})" for title, path in inputs.images.items()]))
+    if inputs.plots and produced:
+        sections.append(("Plots", list(inputs.plots)))
     for title, body in sections:
         lines += ["", f"### {title}", "", *body]
     return "\n".join(lines) + "\n"
