@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Open a pull request with what `make retrain` changed: dvc.lock, the metrics,
-# the plot data and the validation report. Nothing happens when nothing
-# changed (the same data and parameters give the same model).
+# the plot data and the validation report. Nothing happens when neither the
+# data nor the metrics changed: the pipeline's outputs are byte-reproducible
+# (the same code, data and parameters give the same dvc.lock), so an unchanged
+# dvc.lock and metrics.json mean a retraining that produced nothing new.
 #
 #   scripts/open-retrain-pr.sh REPORT.md     # needs gh, authenticated (GH_TOKEN)
 #
@@ -12,8 +14,11 @@ report=${1:?usage: scripts/open-retrain-pr.sh REPORT.md}
 outputs=(dvc.lock metrics.json plots reports/validation.json)
 base=${BASE:-$(git branch --show-current)}
 
-if [[ -z $(git status --porcelain -- "${outputs[@]}") ]]; then
-    echo "retraining changed nothing (${outputs[*]}): no pull request. A retraining that is due needs new data: the pipeline's inputs are unchanged (docs/monitoring.md)"
+# dvc.lock holds the hash of every stage's inputs and outputs (the data, the
+# model), metrics.json the held-out metrics: together they say whether
+# anything really changed.
+if git diff --quiet -- dvc.lock metrics.json; then
+    echo "retraining changed nothing (dvc.lock and metrics.json are as committed): no pull request. A retraining that is due needs new data: the pipeline's inputs are unchanged (docs/monitoring.md)"
     exit 0
 fi
 
