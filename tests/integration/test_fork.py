@@ -10,6 +10,13 @@ pipeline (``dvc repro``) and the suite (all but the integration tests), and
 checks that no file outside Markdown and the test domains still names one of
 the example's columns: a machinery file that did would fail here or leak
 the example into every fork.
+
+The fork also changes a model parameter before ``dvc repro``, as a pull
+request that tunes the model does: one hyperparameter of the configured
+estimator (``train.logistic_regression.C`` in the template) times
+`PARAMETER_FACTOR`, read from the copied ``params.yaml`` and written back
+with the rest unchanged. So the suite is proven green on a parameter other
+than the committed one: no test may hard-code a parameter or a metric.
 """
 
 from __future__ import annotations
@@ -20,12 +27,15 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
+from churn.core.artifacts import CARD_FILE, ModelCard
 from churn.core.contract import Contract
 from churn.core.domain import Domain
-from churn.core.params import load_params
+from churn.core.params import TrainParams, load_params
 from tests.support.domains import SYNTHETIC_ROOM, install_room, synthetic_domain, write_generated
 from tests.support.params import nudged, write_params
 from tests.support.paths import REPO
@@ -36,6 +46,7 @@ pytestmark = pytest.mark.integration
 ROWS = 3000  # about what a small real table has: enough for every test's windows
 FORK_SUITE_ENV = "CHURN_FORK_SUITE"  # "full": integration tests too (make test-fork)
 SEED = 0
+PARAMETER_FACTOR = 0.3  # the change a tuning pull request makes to one hyperparameter
 # Where the example's names may stay: prose, and the rooms the suite runs on.
 ALLOWED = (
     ":(exclude)*.md",
@@ -61,6 +72,10 @@ def fork(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repo]:
     )
     project.run("git", "add", "--all")
     project.run("git", "commit", "--quiet", "--message", "Our domain and data")
+    # A pull request that tunes the model: the suite must not depend on the value.
+    change_a_model_parameter(project.root / "params.yaml")
+    load_params(project.root / "params.yaml")  # still valid
+    project.run("git", "commit", "--quiet", "--all", "--message", "Tune the model")
 
     project.dvc("repro")
     # The gate is the forker's: set from what this data gives, with room for
@@ -75,6 +90,47 @@ def fork(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repo]:
     project.run("git", "add", "--all")
     project.run("git", "commit", "--quiet", "--message", "Pipeline outputs and our gate")
     yield project
+
+
+def tuned_parameter(train: dict[str, Any]) -> tuple[str, str]:
+    """The hyperparameter the fork changes: the configured estimator's first positive
+    float (``C`` for logistic regression), else its first positive integer."""
+    estimator = train["estimator"]
+    section = train[estimator]
+    numbers = {k: v for k, v in section.items() if type(v) in (int, float) and v > 0}
+    floats = [k for k, v in numbers.items() if isinstance(v, float)]
+    assert numbers, f"train.{estimator} has no positive numeric parameter to change"
+    return estimator, (floats or list(numbers))[0]
+
+
+def tuned_value(value: float) -> float:
+    """``value`` times `PARAMETER_FACTOR` (an integer stays a positive integer)."""
+    if isinstance(value, int):
+        return max(1, round(value * PARAMETER_FACTOR))
+    return value * PARAMETER_FACTOR
+
+
+def change_a_model_parameter(params_file: Path) -> None:
+    """`tuned_parameter` times `PARAMETER_FACTOR` in ``params_file``, every other value kept."""
+    raw = yaml.safe_load(params_file.read_text())
+    estimator, name = tuned_parameter(raw["train"])
+    section = raw["train"][estimator]
+    section[name] = tuned_value(section[name])
+    params_file.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+def test_the_fork_trained_its_model_on_the_changed_parameter(fork: Repo) -> None:
+    """Guards the test itself: the suite below ran on a parameter the template does not set."""
+    ours = yaml.safe_load((REPO / "params.yaml").read_text())["train"]
+    estimator, name = tuned_parameter(ours)
+    expected = tuned_value(ours[estimator][name])
+    assert expected != ours[estimator][name]
+
+    card = ModelCard.read(fork.root / "models" / CARD_FILE)
+
+    assert card.estimator == estimator
+    assert card.params[estimator][name] == pytest.approx(expected)
+    assert TrainParams.model_validate(card.params) == load_params(fork.root / "params.yaml").train
 
 
 def test_the_room_copied_is_the_synthetic_one(fork: Repo) -> None:

@@ -325,7 +325,12 @@ def test_encoded_predictions_read_back_as_records(
         api.Record.model_validate_json(json.dumps(other)),
     ]
     at = time.time()
-    data = encode_predictions(at, "req-1", small_model, records, [0.7, 0.2], id_field=api.id_field)
+    # One score on each side of the model's threshold (params.yaml's train.threshold).
+    threshold = small_model.card.threshold
+    above, below = (threshold + 1) / 2, threshold / 2
+    data = encode_predictions(
+        at, "req-1", small_model, records, [above, below], id_field=api.id_field
+    )
     assert data.endswith(b"\n")
     assert data.count(b"\n") == 2
     (tmp_path / "predictions-1.jsonl").write_bytes(data)
@@ -335,8 +340,8 @@ def test_encoded_predictions_read_back_as_records(
     assert second.id is None
     assert first.time == datetime.fromtimestamp(at, UTC)
     assert (first.model_version, first.model_sha256) == ("3", small_model.sha256)
-    assert (first.probability, first.decision) == (0.7, True)  # threshold 0.5
-    assert (second.probability, second.decision) == (0.2, False)
+    assert (first.probability, first.decision, first.threshold) == (above, True, threshold)
+    assert (second.probability, second.decision) == (below, False)
     assert first.features == features
     assert list(first.features) == list(features)  # in the API's order
     assert second.features[other_number] == other[other_number]
