@@ -29,9 +29,11 @@ step() {
         printf '%s\tpassed\t\n' "$name" >>"$steps"
         return 0
     fi
-    # The reason: the first line a command marked as an error, else the last line.
+    # The reason: the first line a command marked as an error, else the first
+    # item of a verdict's list (churn check-reproduced, gate), else the last line.
     local reason
-    reason=$(grep -m1 -E '^(error|ERROR|NOT REPRODUCED)' "$log" || tail -n1 "$log")
+    reason=$(grep -m1 -E '^(error|ERROR)' "$log" || grep -m1 -E '^  - ' "$log" || tail -n1 "$log")
+    reason=${reason#  - }
     printf '%s\tfailed\texit %d: %s\n' "$name" "$status" "${reason//$'\t'/ }" >>"$steps"
     return "$status"
 }

@@ -340,9 +340,11 @@ def _draw_confusion(axes: Sequence[Axes], pair: PlotPair, baseline_name: str) ->
         counts = _counts(table, spec)
         grid = [[counts.get((a, p), 0) for p in levels] for a in levels]
         ax.imshow(grid, cmap="Blues")
+        darkest = max(max(row) for row in grid)
         for i, row in enumerate(grid):
             for j, value in enumerate(row):
-                ax.text(j, i, str(value), ha="center", va="center")
+                colour = "white" if value > darkest / 2 else "black"  # readable on any shade
+                ax.text(j, i, str(value), ha="center", va="center", color=colour)
         ax.set_xticks(range(len(levels)), levels)
         ax.set_yticks(range(len(levels)), levels)
         ax.set_xlabel(spec.y)
