@@ -293,7 +293,7 @@ def test_a_version_is_refused_under_stricter_limits_and_promoted_under_the_real_
     tracked: Repo, mlflow_server: MlflowServer, params: Params
 ) -> None:
     git(tracked, "add", "--all")
-    git(tracked, "commit", "--quiet", "--message", "v1 reproduced")
+    git(tracked, "commit", "--quiet", "--allow-empty", "--message", "v1 reproduced")
     record = train_and_evaluate(tracked)
     assert record.version == "2"
     # Trained from a clean tree: the tags name exactly this commit and lock file.
