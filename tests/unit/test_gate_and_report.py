@@ -8,12 +8,13 @@ from dataclasses import replace
 
 import pytest
 
-from churn.core.artifacts import ModelCard, RunRecord
+from churn.core.artifacts import RunRecord
 from churn.core.contract import Contract
 from churn.core.params import MetricGate
 from churn.release.gate import GateResult, check_gate
 from churn.release.report import ReportInputs, render
 from churn.release.steps import PIPELINE, Step
+from tests.support.cards import stand_in_card
 from tests.support.params import (
     HEADROOM,
     at_limit,
@@ -153,18 +154,7 @@ def test_notes_are_shown_and_do_not_fail_the_gate(gates: Gates) -> None:
     assert result.render().splitlines()[-1] == "  note: the gate was edited"
 
 
-CARD = ModelCard(
-    sha256="a" * 64,
-    onnx_sha256="b" * 64,
-    onnx_max_abs_diff=1e-7,
-    estimator="logistic_regression",
-    threshold=0.5,
-    params={},
-    features=[],
-    data={},
-    metrics={"cv_roc_auc": 0.75, "cv_roc_auc_std": 0.0125},
-    reference={},
-)
+CARD = stand_in_card(metrics={"cv_roc_auc": 0.75, "cv_roc_auc_std": 0.0125})
 RUN = RunRecord(
     "sqlite:///mlflow.db", "experiment", "r1", "models:/m-1", "classifier", "7", CARD.sha256
 )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from typing import TYPE_CHECKING
 
 import pytest
@@ -21,6 +20,7 @@ from churn.release import reproduce
 from churn.release.plots import PlotSpec, resample, specs
 from churn.release.steps import PIPELINE, STEPS_FILE, Step, read_steps
 from tests.support.cli import churn
+from tests.support.git import git
 from tests.support.params import HEADROOM, at_limit, comfortable, limit_problem, write_params
 from tests.support.paths import REPO
 
@@ -30,15 +30,9 @@ if TYPE_CHECKING:
 BASE = "main"
 
 
-def _git(root: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=root, check=True, capture_output=True, text=True
-    ).stdout
-
-
 def _commit(root: Path, message: str) -> None:
-    _git(root, "add", "-A")
-    _git(root, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", message)
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", message)
 
 
 @pytest.fixture
@@ -47,13 +41,13 @@ def base(tmp_path: Path, params: Params) -> Path:
     comfortable metrics (the gate's own numbers, so any fork's gate works)."""
     root = tmp_path / "repo"
     root.mkdir()
-    _git(root, "init", "-q", "-b", BASE)
+    git(root, "init", "-q", "-b", BASE)
     shutil.copy(REPO / "params.yaml", root / "params.yaml")
     shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
     shutil.copytree(REPO / "plots", root / "plots", ignore=shutil.ignore_patterns("images"))
     (root / "metrics.json").write_text(json.dumps(comfortable(params.gate)))
     _commit(root, "main")
-    _git(root, "checkout", "-qb", "change")
+    git(root, "checkout", "-qb", "change")
     return root
 
 
@@ -107,7 +101,7 @@ def test_a_baseline_that_does_not_resolve_fails_closed(base: Path, params: Param
 def test_the_first_pipeline_run_is_held_to_the_limits_and_says_so(
     base: Path, params: Params
 ) -> None:
-    _git(base, "rm", "-q", "metrics.json")
+    git(base, "rm", "-q", "metrics.json")
     _commit(base, "no metrics yet")
     _metrics(base, comfortable(params.gate))
     gate = churn("gate", "--baseline", "HEAD", cwd=base)

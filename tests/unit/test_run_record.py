@@ -8,23 +8,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from churn.core.artifacts import ModelCard, RunRecord, without_credentials
+from churn.core.artifacts import RunRecord, without_credentials
+from tests.support.cards import stand_in_card
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-CARD = ModelCard(
-    sha256="a" * 64,
-    onnx_sha256="b" * 64,
-    onnx_max_abs_diff=0.0,
-    estimator="estimator",
-    threshold=0.5,
-    params={},
-    features=[],
-    data={},
-    metrics={},
-    reference={},
-)
+CARD = stand_in_card()
 
 
 def _record(uri: str = "sqlite:///mlflow.db", model_sha256: str = CARD.sha256) -> RunRecord:

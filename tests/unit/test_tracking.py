@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ import requests
 from churn.core.contract import Contract
 from churn.core.errors import TrackingError
 from churn.registry import tracking
+from tests.support.git import git
 
 
 def test_fallback_setting_is_read_from_the_environment_and_checked(
@@ -56,26 +56,16 @@ def test_connect_check_bounds_restore_the_users_settings(
     assert "MLFLOW_HTTP_REQUEST_TIMEOUT" not in os.environ
 
 
-def _git(root: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-
-
 def test_lineage_names_the_commit_the_lock_file_and_the_data(tmp_path: Path) -> None:
     data, lock = tmp_path / "train.csv", tmp_path / "dvc.lock"
     data.write_text("a,b\n1,2\n")
     lock.write_text("schema: '2.0'\n")
-    _git(tmp_path, "init", "--quiet")
-    _git(tmp_path, "add", "--all")
-    _git(tmp_path, "commit", "--quiet", "--message", "data")
+    git(tmp_path, "init", "--quiet")
+    git(tmp_path, "add", "--all")
+    git(tmp_path, "commit", "--quiet", "--message", "data")
     tags = tracking.lineage(lock, data, cwd=tmp_path)
     assert tags == {
-        "git_commit": _git(tmp_path, "rev-parse", "HEAD"),
+        "git_commit": git(tmp_path, "rev-parse", "HEAD"),
         "git_dirty": "false",
         "dvc_lock_sha256": hashlib.sha256(lock.read_bytes()).hexdigest(),
         # DVC 3 records a file's plain MD5 in dvc.lock and keys its cache by it.
