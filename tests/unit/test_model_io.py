@@ -1,5 +1,8 @@
 """The model as one pipeline built from the contract, saved with skops and checked by hash."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +115,39 @@ def test_training_twice_writes_the_same_bytes(
     assert written[0].keys() == written[1].keys()
     for name, content in written[0].items():
         assert content == written[1][name], f"{name} differs between two trainings"
+
+
+# Two string-hash seeds under which skl2onnx listed its opsets in other orders.
+HASH_SEEDS = ("0", "11")
+EXPORT = """
+import hashlib, pathlib, sys
+import skops.io as sio
+from churn.core.domain import load_domain
+from churn.pipeline.model import export_onnx, trusted_types
+path = pathlib.Path(sys.argv[1])
+pipeline = sio.load(path, trusted=trusted_types(path))
+print(hashlib.sha256(export_onnx(pipeline, load_domain().contract)).hexdigest())
+"""
+
+
+def test_the_onnx_export_does_not_depend_on_the_string_hash_seed(
+    params: Params, raw_sample: pd.DataFrame, domain: Domain, tmp_path: Path
+) -> None:
+    """Each `churn train` is a new process with a new ``PYTHONHASHSEED``: the
+    export must not follow the iteration order of a set of strings."""
+    frame = clean(raw_sample, domain)
+    _fit_and_save(params, frame, tmp_path, params.train.estimator, domain.contract)
+    digests = {
+        seed: subprocess.run(
+            [sys.executable, "-c", EXPORT, str(tmp_path / MODEL_FILE)],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for seed in HASH_SEEDS
+    }
+    assert len(set(digests.values())) == 1, digests
 
 
 def test_a_canonical_model_file_loads_and_predicts_like_the_original(

@@ -108,6 +108,11 @@ def export_onnx(pipeline: Pipeline, contract: Contract) -> bytes:
             f"{version('skl2onnx')}: {reason}"
         ) from None
     _stack_inputs(graph, contract)
+    # skl2onnx collects the opsets in a set: their order follows the string
+    # hash (PYTHONHASHSEED), so one export in eight had other bytes.
+    opsets = sorted(graph.opset_import, key=lambda opset: (opset.domain, opset.version))
+    del graph.opset_import[:]
+    graph.opset_import.extend(opsets)
     serialized: bytes = graph.SerializeToString()
     return serialized
 
