@@ -25,7 +25,7 @@ $(UV):
 	.uv/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 
 $(VENV)/.installed: $(UV) pyproject.toml uv.lock
-	$(UV) sync --locked --all-extras --python $(PYTHON) --quiet --reinstall-package churn
+	$(UV) sync --locked --all-extras --python "$(PYTHON)" --quiet --reinstall-package churn
 	@touch $@
 
 .PHONY: install
@@ -91,7 +91,7 @@ RETRAIN_FORCE ?=
 .PHONY: monitor
 monitor: install ## Is retraining due? Drift and decay in LOG_DIR (exit 1: yes; docs/monitoring.md)
 	$(if $(LOG_DIR),,$(error usage: make monitor LOG_DIR=path/or/s3://bucket/prefix))
-	churn monitor --log-dir $(LOG_DIR) --json reports/monitor.json
+	churn monitor --log-dir "$(LOG_DIR)" --json reports/monitor.json
 
 .PHONY: retrain
 retrain: install ## Retrain if LOG_DIR says it is due (or RETRAIN_FORCE=1), gate and report vs HEAD
@@ -100,7 +100,7 @@ retrain: install ## Retrain if LOG_DIR says it is due (or RETRAIN_FORCE=1), gate
 .PHONY: ab-report
 ab-report: install ## Decide the A/B test (and shadow comparison) from LOG_DIR
 	$(if $(LOG_DIR),,$(error usage: make ab-report LOG_DIR=path/or/s3://bucket/prefix))
-	churn ab-report --log-dir $(LOG_DIR)
+	churn ab-report --log-dir "$(LOG_DIR)"
 
 .PHONY: lint
 lint: install ## Check style, formatting, types, import layers, the Dockerfile, workflows and the compose stack
@@ -161,7 +161,7 @@ REFERENCE ?= data/prepared/train.csv
 .PHONY: drift
 drift: install ## Compare CURRENT=file.csv with the training data; exit 1 on drift (docs/monitoring.md)
 	$(if $(CURRENT),,$(error usage: make drift CURRENT=path/to/recent.csv [REFERENCE=$(REFERENCE)]))
-	churn drift --reference $(REFERENCE) --current $(CURRENT) --report reports/drift.html --json reports/drift.json
+	churn drift --reference "$(REFERENCE)" --current "$(CURRENT)" --report reports/drift.html --json reports/drift.json
 
 .PHONY: clean
 clean: ## Remove the environments and caches (keeps data, models, MLflow runs)
@@ -184,19 +184,19 @@ DVC_CONFIG_LEVEL ?= project
 
 .PHONY: s3-remote
 s3-remote: ## Make s3://S3_BUCKET/S3_PREFIX (at S3_ENDPOINT_URL) the default DVC remote
-	dvc remote add --$(DVC_CONFIG_LEVEL) --force --default $(DVC_REMOTE) s3://$(S3_BUCKET)/$(S3_PREFIX)
-	$(if $(S3_ENDPOINT_URL),dvc remote modify --$(DVC_CONFIG_LEVEL) $(DVC_REMOTE) endpointurl $(S3_ENDPOINT_URL))
-	dvc remote modify --$(DVC_CONFIG_LEVEL) $(DVC_REMOTE) connect_timeout 5
-	dvc remote modify --$(DVC_CONFIG_LEVEL) $(DVC_REMOTE) read_timeout 15
-	dvc remote modify --$(DVC_CONFIG_LEVEL) $(DVC_REMOTE) verify true
+	dvc remote add --$(DVC_CONFIG_LEVEL) --force --default "$(DVC_REMOTE)" "s3://$(S3_BUCKET)/$(S3_PREFIX)"
+	$(if $(S3_ENDPOINT_URL),dvc remote modify --$(DVC_CONFIG_LEVEL) "$(DVC_REMOTE)" endpointurl "$(S3_ENDPOINT_URL)")
+	dvc remote modify --$(DVC_CONFIG_LEVEL) "$(DVC_REMOTE)" connect_timeout 5
+	dvc remote modify --$(DVC_CONFIG_LEVEL) "$(DVC_REMOTE)" read_timeout 15
+	dvc remote modify --$(DVC_CONFIG_LEVEL) "$(DVC_REMOTE)" verify true
 
 .PHONY: s3-server
 s3-server: install ## Run a throwaway S3-compatible server (moto, in memory) on 127.0.0.1:S3_PORT
-	moto_server -H 127.0.0.1 -p $(S3_PORT)
+	moto_server -H 127.0.0.1 -p "$(S3_PORT)"
 
 .PHONY: s3-bucket
 s3-bucket: ## Create S3_BUCKET on the local server of `make s3-server`
-	curl --fail --silent --show-error --request PUT $(S3_ENDPOINT_URL)/$(S3_BUCKET)
+	curl --fail --silent --show-error --request PUT "$(S3_ENDPOINT_URL)/$(S3_BUCKET)"
 
 # MLflow tracking server (docs/mlflow.md): runs and the model registry in a
 # SQLite file, artifacts in MLFLOW_ARTIFACTS on S3, proxied by the server (so
@@ -211,8 +211,8 @@ MLFLOW_ARTIFACTS ?= s3://$(S3_BUCKET)/mlflow
 mlflow-server: install ## Run an MLflow server on 127.0.0.1:MLFLOW_PORT (SQLite, artifacts on S3)
 	$(if $(S3_ENDPOINT_URL),MLFLOW_S3_ENDPOINT_URL=$(S3_ENDPOINT_URL)) \
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false \
-	mlflow server --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1 \
-		--backend-store-uri $(MLFLOW_BACKEND_STORE) --artifacts-destination $(MLFLOW_ARTIFACTS)
+	mlflow server --host 127.0.0.1 --port "$(MLFLOW_PORT)" --workers 1 \
+		--backend-store-uri "$(MLFLOW_BACKEND_STORE)" --artifacts-destination "$(MLFLOW_ARTIFACTS)"
 
 # Containers, with podman (installed with apt-get when missing). Where no
 # registry is reachable, the base image is a local stand-in for
@@ -220,7 +220,7 @@ mlflow-server: install ## Run an MLflow server on 127.0.0.1:MLFLOW_PORT (SQLite,
 # `make container-test PYTHON_IMAGE=python:3.11-slim` uses the official one.
 CONTAINER_IMAGE ?= localhost/churn-serving:latest
 PYTHON_IMAGE ?= localhost/python:3.11-slim
-CONTAINER_ENV := IMAGE=$(CONTAINER_IMAGE) PYTHON_IMAGE=$(PYTHON_IMAGE) UV_VERSION=$(UV_VERSION)
+CONTAINER_ENV := IMAGE="$(CONTAINER_IMAGE)" PYTHON_IMAGE="$(PYTHON_IMAGE)" UV_VERSION="$(UV_VERSION)"
 
 .PHONY: container-build
 container-build: ## Build the serving image (needs the model: make repro)
@@ -238,7 +238,7 @@ container-push: ## Push CONTAINER_IMAGE (a registry name) and EXTRA_TAGS (e.g. l
 # podman + HAProxy on this host by default). See docs/deploy.md.
 .PHONY: deploy
 deploy: install ## Deploy CONTAINER_IMAGE blue/green: new slot, smoke test, switch, check
-	deploy/deploy.sh deploy $(CONTAINER_IMAGE)
+	deploy/deploy.sh deploy "$(CONTAINER_IMAGE)"
 
 .PHONY: rollback
 rollback: install ## Send the traffic back to the previous slot (still running)
@@ -250,4 +250,4 @@ deploy-status: ## Show the live slot and what each slot runs
 
 .PHONY: deploy-test
 deploy-test: install container-build ## Deploy, switch and roll back the image under load on 127.0.0.1
-	IMAGE=$(CONTAINER_IMAGE) pytest -m container tests/deploy
+	IMAGE="$(CONTAINER_IMAGE)" pytest -m container tests/deploy

@@ -74,6 +74,7 @@ if TYPE_CHECKING:
     from churn.core.domain import Domain
 
 OFF, AB, SHADOW = "off", "ab", "shadow"
+ADMIN_KEY = "bench-admin-key-0123456789"  # /admin needs its own key
 SERVERS = (OFF, AB, SHADOW)
 SHARE = 0.5
 IDS = 10_000
@@ -116,9 +117,12 @@ def targets(venv_bin: Path, challenger: Path, log_dir: Path | None, body: str) -
         if log_dir is not None:
             env = [*env, f"CHURN_PREDICTION_LOG_DIR={log_dir / name}"]
         # Admin on for `loading_while_serving`; it costs nothing per request.
-        return churn_serve(
-            venv_bin, ["-u", "CHURN_PREDICTION_LOG_DIR", "CHURN_ADMIN_ENABLED=true", *env]
-        )
+        admin = [
+            "CHURN_ADMIN_ENABLED=true",
+            f"CHURN_ADMIN_API_KEY={ADMIN_KEY}",
+            f"CHURN_ADMIN_MODELS_ROOT={challenger.parent}",
+        ]
+        return churn_serve(venv_bin, ["-u", "CHURN_PREDICTION_LOG_DIR", *admin, *env])
 
     candidate = f"CHURN_CHALLENGER_MODEL_DIR={challenger}"
     envs = {
@@ -166,7 +170,7 @@ def loading_while_serving(
             request = urllib.request.Request(
                 f"http://{HOST}:{server.port}/admin/models/standby",
                 data=body,
-                headers={"Content-Type": "application/json"},
+                headers={"Content-Type": "application/json", "X-API-Key": ADMIN_KEY},
                 method="POST",
             )
             begin = time.perf_counter()

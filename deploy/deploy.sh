@@ -40,6 +40,12 @@ READY_TIMEOUT=${READY_TIMEOUT:-120}
 CHURN=${CHURN:-$REPO_ROOT/.venv/bin/churn}
 MODEL_CARD=${MODEL_CARD:-$REPO_ROOT/models/model_card.json}
 
+# A target is a file name in deploy/targets/, never a path (DEPLOY_TARGET=../.. runs nothing).
+if [[ ! $DEPLOY_TARGET =~ ^[a-z0-9][a-z0-9_-]*$ ]]; then
+    known=("$REPO_ROOT"/deploy/targets/*.sh)
+    known=("${known[@]##*/}")
+    die "DEPLOY_TARGET '$DEPLOY_TARGET' is not a target name (one of: ${known[*]%.sh})"
+fi
 target_file=$REPO_ROOT/deploy/targets/$DEPLOY_TARGET.sh
 [[ -f $target_file ]] || die "no deploy target '$DEPLOY_TARGET' ($target_file does not exist)"
 # shellcheck source=deploy/targets/podman.sh

@@ -25,6 +25,10 @@
 #   BLUE_PORT, GREEN_PORT  each slot's own port                           (8081, 8082)
 #   PULL               podman run --pull: always, missing or never        (missing)
 #   REGISTRY_USER, REGISTRY_PASSWORD  registry login before the pull, when set
+#   DEPLOY_REQUEST_TIMEOUT   HAProxy's timeout http-request                 (10s)
+#   DEPLOY_CLIENT_MAX_CONN   connections at once per client address         (100)
+#   DEPLOY_CLIENT_MAX_RATE   requests per 10 s per client address           (20000)
+#   DEPLOY_MAX_CONN          connections at once in all                     (4096)
 # On a server, DEPLOY_BIND=0.0.0.0 (or a private address behind a TLS load
 # balancer) exposes the service; the default keeps everything on loopback.
 
@@ -36,6 +40,10 @@ BLUE_PORT=${BLUE_PORT:-8081}
 GREEN_PORT=${GREEN_PORT:-8082}
 PULL=${PULL:-missing}
 SWITCH_TIMEOUT=${SWITCH_TIMEOUT:-15}
+DEPLOY_REQUEST_TIMEOUT=${DEPLOY_REQUEST_TIMEOUT:-10s}
+DEPLOY_CLIENT_MAX_CONN=${DEPLOY_CLIENT_MAX_CONN:-100}
+DEPLOY_CLIENT_MAX_RATE=${DEPLOY_CLIENT_MAX_RATE:-20000}
+DEPLOY_MAX_CONN=${DEPLOY_MAX_CONN:-4096}
 
 _container() { echo "$DEPLOY_NAME-$1"; }
 _port() { if [[ $1 == blue ]]; then echo "$BLUE_PORT"; else echo "$GREEN_PORT"; fi; }
@@ -52,6 +60,50 @@ _api() {  # _api COMMAND: one command on HAProxy's admin socket; an answer means
     [[ -z ${answer//[[:space:]]/} ]] || die "HAProxy refused '$1': $answer"
 }
 
+# haproxy_config BLUE_STATE GREEN_STATE: the configuration, on stdout ("" or
+# "disabled" per slot). Hostile clients meet limits here before the service's
+# own (docs/deploy.md):
+#   timeout http-request   the whole request (head, and body: http-buffer-request)
+#                          within DEPLOY_REQUEST_TIMEOUT, else 408
+#   per client address     at most DEPLOY_CLIENT_MAX_CONN connections at once
+#                          (more are refused) and DEPLOY_CLIENT_MAX_RATE requests
+#                          per 10 s (more get 429)
+#   maxconn                DEPLOY_MAX_CONN connections in all (more wait in the
+#                          kernel's queue, not in HAProxy's memory)
+haproxy_config() {
+    local blue_state=$1 green_state=$2
+    cat <<CONFIG
+# Written by deploy/targets/podman.sh. The slots' states change at run time
+# through the admin socket; the live slot is in $DEPLOY_STATE_DIR/live.
+global
+    daemon
+    pidfile $DEPLOY_STATE_DIR/haproxy.pid
+    stats socket $DEPLOY_STATE_DIR/haproxy.sock mode 600 level admin
+    maxconn $DEPLOY_MAX_CONN
+defaults
+    mode http
+    option http-keep-alive
+    option http-buffer-request
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout http-request $DEPLOY_REQUEST_TIMEOUT
+    timeout http-keep-alive 60s
+frontend public
+    bind $DEPLOY_BIND:$DEPLOY_PORT
+    maxconn $DEPLOY_MAX_CONN
+    stick-table type ip size 100k expire 60s store conn_cur,http_req_rate(10s)
+    tcp-request connection track-sc0 src
+    tcp-request connection reject if { sc_conn_cur(0) gt $DEPLOY_CLIENT_MAX_CONN }
+    http-request deny deny_status 429 if { sc_http_req_rate(0) gt $DEPLOY_CLIENT_MAX_RATE }
+    http-response set-header X-Churn-Slot %[srv_name]
+    default_backend slots
+backend slots
+    server blue $(_connect_host):$BLUE_PORT $blue_state
+    server green $(_connect_host):$GREEN_PORT $green_state
+CONFIG
+}
+
 target_prepare() {
     ensure_tools podman "${PODMAN_RUNTIME:-runc}" haproxy socat curl
     mkdir -p "$DEPLOY_STATE_DIR"
@@ -59,28 +111,7 @@ target_prepare() {
     # Started (again) with the live slot's server ready and the other in maintenance.
     local blue_state="" green_state=disabled
     if [[ $(target_live) == green ]]; then blue_state=disabled green_state=""; fi
-    cat >"$DEPLOY_STATE_DIR/haproxy.cfg" <<CONFIG
-# Written by deploy/targets/podman.sh. The slots' states change at run time
-# through the admin socket; the live slot is in $DEPLOY_STATE_DIR/live.
-global
-    daemon
-    pidfile $DEPLOY_STATE_DIR/haproxy.pid
-    stats socket $DEPLOY_STATE_DIR/haproxy.sock mode 600 level admin
-defaults
-    mode http
-    option http-keep-alive
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-    timeout http-keep-alive 60s
-frontend public
-    bind $DEPLOY_BIND:$DEPLOY_PORT
-    http-response set-header X-Churn-Slot %[srv_name]
-    default_backend slots
-backend slots
-    server blue $(_connect_host):$BLUE_PORT $blue_state
-    server green $(_connect_host):$GREEN_PORT $green_state
-CONFIG
+    haproxy_config "$blue_state" "$green_state" >"$DEPLOY_STATE_DIR/haproxy.cfg"
     haproxy -c -q -f "$DEPLOY_STATE_DIR/haproxy.cfg"
     haproxy -f "$DEPLOY_STATE_DIR/haproxy.cfg"
     say "HAProxy listening on $DEPLOY_BIND:$DEPLOY_PORT"

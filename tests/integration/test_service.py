@@ -88,7 +88,9 @@ def test_predict_one_record(
         response = client.post("/predict", json=api.example, headers={"X-Request-ID": "abc-123"})
     assert response.status_code == 200
     body = response.json()
-    assert body["request_id"] == "abc-123"
+    # The server makes the id; the caller's is kept beside it, never used as the id.
+    assert body["request_id"] == response.headers["x-request-id"] != "abc-123"
+    assert response.headers["x-client-request-id"] == "abc-123"
     assert 0 <= body["probability"] <= 1
     assert body["decision"] == (body["probability"] >= body["threshold"])
     example = pd.DataFrame([contract.example])[list(contract.feature_names)]
@@ -286,12 +288,13 @@ def test_api_key_protects_prediction_routes_only(app: Callable[..., FastAPI], ap
 def test_a_real_port_answers_as_the_app_in_process(
     server: Server, app: Callable[..., FastAPI], api: Schemas
 ) -> None:
-    headers = {"X-Request-ID": "same"}
     with server.client() as client:
         assert client.get("/ready").status_code == 200
-        remote = client.post("/predict", json=api.example, headers=headers).json()
+        remote = client.post("/predict", json=api.example).json()
     with AppClient(app()) as client:
-        local = client.post("/predict", json=api.example, headers=headers).json()
+        local = client.post("/predict", json=api.example).json()
+    # The same answer but for the request id, which the server makes for each request.
+    assert remote.pop("request_id") != local.pop("request_id")
     assert remote == local
 
 

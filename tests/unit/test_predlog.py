@@ -383,18 +383,22 @@ def test_a_batch_request_needs_the_record_id_too() -> None:
     assert result.ambiguous == 1
 
 
-def test_request_id_beats_record_id_and_the_last_received_wins() -> None:
+def test_the_first_received_outcome_wins_and_later_ones_are_corrections() -> None:
     predictions = [_prediction("r1", "0001-AAAAA")]
     early, late = T0 + timedelta(days=1), T0 + timedelta(days=2)
     by_request = _feedback(True, request_id="r1", received=early)
     by_id_later = _feedback(False, record_id="0001-AAAAA", received=late)
     result = join(predictions, [by_request, by_id_later])
-    assert [(x.outcome, x.matched_by) for x in result.labelled] == [(True, "request_id")]
-    assert result.superseded == 1
+    assert [(x.outcome, x.matched_by, x.corrections) for x in result.labelled] == [
+        (True, "request_id", 1)
+    ]
+    assert (result.superseded, result.corrections) == (1, 1)
 
     correction = _feedback(False, request_id="r1", received=late)
-    result = join(predictions, [correction, by_request])  # order of arrival in files is not used
-    assert [x.outcome for x in result.labelled] == [False]
+    repeat = _feedback(True, record_id="0001-AAAAA", received=late)
+    result = join(predictions, [correction, repeat, by_request])  # file order is not used
+    assert [x.outcome for x in result.labelled] == [True]
+    assert (result.superseded, result.corrections) == (2, 1)
 
 
 # -- figures and the verdict -----------------------------------------------------------

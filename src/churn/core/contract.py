@@ -19,7 +19,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 from pydantic_core import SchemaError as PydanticSchemaError
 
 from churn.core.errors import ContractError
@@ -93,12 +93,61 @@ class Label(Categorical):
         return self
 
 
+_ASCII_CLASSES = {"d": "0-9", "w": "A-Za-z0-9_", "s": " \\t\\n\\r\\f\\v"}
+
+
+def ascii_pattern(pattern: str) -> str:
+    """``pattern`` with ``\\d``, ``\\w`` and ``\\s`` spelled as ASCII classes.
+
+    Python's ``re`` and pydantic-core's Rust regex give these shorthands their
+    Unicode meaning: ``\\d`` matches Arabic-Indic and full-width digits, so an
+    id pattern written as ``^\\d{4}$`` would let ``٠١٢٣`` through. Spelled out,
+    the pattern means the same in both engines and in Great Expectations.
+    Negated shorthands (``\\D``) are left as they are: the API refuses any
+    non-ASCII id anyway (`churn.serving.schemas.AsciiId`).
+    """
+    out: list[str] = []
+    in_class = False
+    position = 0
+    while position < len(pattern):
+        char = pattern[position]
+        if char == "\\" and position + 1 < len(pattern):
+            escaped = pattern[position + 1]
+            position += 2
+            if escaped in _ASCII_CLASSES:
+                ascii_class = _ASCII_CLASSES[escaped]
+                out.append(ascii_class if in_class else f"[{ascii_class}]")
+            else:
+                out.append(char + escaped)
+            continue
+        if char == "[" and not in_class:
+            in_class = True
+            out.append(char)
+            position += 1
+            # A ']' right after '[' or '[^' is a literal member, not the end.
+            for lead in ("^", "]"):
+                if pattern.startswith(lead, position):
+                    out.append(lead)
+                    position += 1
+            continue
+        if char == "]" and in_class:
+            in_class = False
+        out.append(char)
+        position += 1
+    return "".join(out)
+
+
 class Identifier(_Frozen):
     """The column that names a record (never a feature), and its format."""
 
     name: str = Field(min_length=1)
     pattern: str = Field(description="A regular expression every id matches (ASCII).")
     description: str = ""
+
+    @field_validator("pattern")
+    @classmethod
+    def _ascii_only(cls, value: str) -> str:
+        return ascii_pattern(value)
 
     @model_validator(mode="after")
     def _compiles(self) -> Self:

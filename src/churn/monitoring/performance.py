@@ -141,7 +141,8 @@ class PerformanceReport:
     matched_by_id: int
     unmatched: int
     ambiguous: int
-    superseded: int
+    superseded: int  # later reports on a labelled prediction (the first one counts)
+    corrections: int  # of those, the ones that contradict the first report
     cut_off_files: list[str]
     windows: list[Figures]
     baseline: dict[str, float]
@@ -167,7 +168,8 @@ class PerformanceReport:
             f"predictions {self.predictions:,} (other models: {self.other_models:,}), "
             f"feedback {self.feedback:,}: joined {self.matched_by_request_id:,} by request_id "
             f"+ {self.matched_by_id:,} by id; unmatched {self.unmatched:,}, "
-            f"ambiguous {self.ambiguous:,}, superseded {self.superseded:,}",
+            f"ambiguous {self.ambiguous:,}, superseded {self.superseded:,} "
+            f"(of which corrections {self.corrections:,}: the first outcome counts)",
         ]
         if self.cut_off_files:
             lines.append(f"cut-off last line skipped in: {', '.join(self.cut_off_files)}")
@@ -262,6 +264,7 @@ def run(
         unmatched=joined.unmatched,
         ambiguous=joined.ambiguous,
         superseded=joined.superseded,
+        corrections=joined.corrections,
         cut_off_files=list(cut_off_files),
         windows=series,
         baseline=baseline,

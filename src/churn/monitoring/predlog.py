@@ -219,9 +219,10 @@ class Labelled:
     """A prediction and the outcome reported for it."""
 
     prediction: PredictionRecord
-    outcome: bool  # the positive class was observed
+    outcome: bool  # the positive class was observed (the first report's)
     matched_by: MatchedBy
     observed_at: datetime
+    corrections: int = 0  # later reports of the other outcome, kept aside (not counted)
 
 
 @dataclass(frozen=True)
@@ -229,7 +230,8 @@ class JoinResult:
     labelled: list[Labelled]  # in prediction order
     unmatched: int  # feedback that names no logged prediction
     ambiguous: int  # feedback whose request_id names several predictions, none singled out
-    superseded: int  # feedback replaced by a later or more specific one for the same prediction
+    superseded: int  # later reports for an already labelled prediction (repeats + corrections)
+    corrections: int = 0  # of those, the ones that contradict the first report
 
 
 def join(predictions: Iterable[PredictionRecord], feedback: Iterable[FeedbackRecord]) -> JoinResult:
@@ -238,10 +240,13 @@ def join(predictions: Iterable[PredictionRecord], feedback: Iterable[FeedbackRec
     Feedback finds its prediction by ``request_id`` (with ``id`` too, when
     the request was a batch), else by ``id`` alone: that record's latest
     prediction made at or before ``observed_at`` (the outcome answers the
-    most recent score, and a record scored every day counts once). When
-    several outcomes land on one prediction, one matched by ``request_id``
-    beats one matched by ``id``, and among equals
-    the one received last wins (a correction replaces the first report).
+    most recent score, and a record scored every day counts once).
+
+    **The first outcome per prediction wins** (the earliest ``received_at``,
+    whichever way it matched): a later report never overwrites it. One that
+    says the other outcome is a *correction*, counted on the prediction and
+    in the result, so a flood of flipped replays shows up as corrections
+    and leaves the figures as they were.
     """
     ordered = list(predictions)
     by_request: dict[str, list[int]] = {}
@@ -251,26 +256,28 @@ def join(predictions: Iterable[PredictionRecord], feedback: Iterable[FeedbackRec
         if prediction.id is not None:
             by_id.setdefault(prediction.id, []).append(position)
 
-    chosen: dict[int, tuple[tuple[int, datetime], FeedbackRecord, MatchedBy]] = {}
-    unmatched = ambiguous = superseded = 0
-    for item in feedback:
+    reports: dict[int, list[tuple[datetime, int, FeedbackRecord, MatchedBy]]] = {}
+    unmatched = ambiguous = 0
+    for arrival, item in enumerate(feedback):
         index, matched_by, is_ambiguous = _find(item, ordered, by_request, by_id)
         if index is None:
             ambiguous += is_ambiguous
             unmatched += not is_ambiguous
             continue
-        rank = (1 if matched_by == "request_id" else 0, item.received_at)
-        if index in chosen:
-            superseded += 1
-            if chosen[index][0] > rank:
-                continue
-        chosen[index] = (rank, item, matched_by)
+        reports.setdefault(index, []).append((item.received_at, arrival, item, matched_by))
 
-    labelled = [
-        Labelled(ordered[index], item.outcome, matched_by, item.observed_at)
-        for index, (_, item, matched_by) in sorted(chosen.items())
-    ]
-    return JoinResult(labelled, unmatched, ambiguous, superseded)
+    labelled = []
+    superseded = corrections = 0
+    for index in sorted(reports):
+        first, *later = sorted(reports[index], key=lambda report: report[:2])
+        _, _, item, matched_by = first
+        contradicting = sum(report[2].outcome != item.outcome for report in later)
+        superseded += len(later)
+        corrections += contradicting
+        labelled.append(
+            Labelled(ordered[index], item.outcome, matched_by, item.observed_at, contradicting)
+        )
+    return JoinResult(labelled, unmatched, ambiguous, superseded, corrections)
 
 
 def _find(

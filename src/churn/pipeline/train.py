@@ -3,12 +3,23 @@
 Training refuses to start unless the validation report of the same data says
 it passed, so a model is never fitted on data that broke the contract, even
 when this stage is run by hand outside `dvc repro`.
+
+Crash-safe: the model is written to a staging folder beside ``model_dir``
+and swapped in only when it is whole (`staged_directory`), and it is logged
+and registered in MLflow only after that, so a refused, failed or killed
+training leaves the previous model in place and no registry version that
+`dvc.lock` would never record (dvc.yaml keeps the old `models/` with
+``persist: true``).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -108,6 +119,25 @@ def reference_rows(x: pd.DataFrame, contract: Contract) -> list[int]:
     return chosen
 
 
+@contextmanager
+def staged_directory(target: Path) -> Iterator[Path]:
+    """A fresh folder beside ``target`` to write into; it replaces ``target`` only
+    when the block completes. On any error, ``target`` is left as it was."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.new-", dir=target.parent))
+    try:
+        yield staging
+        staging.chmod(0o755)  # mkdtemp's 0700 is not what a model folder needs
+        previous = target.with_name(f".{target.name}.old")
+        shutil.rmtree(previous, ignore_errors=True)
+        if target.exists():
+            target.rename(previous)
+        staging.rename(target)  # the swap: same folder, so one rename
+        shutil.rmtree(previous, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def power_of_ten_above(value: float) -> float:
     """The smallest power of ten at or above ``value`` (0 stays 0).
 
@@ -190,16 +220,17 @@ def main(
     uri = tracking.start(settings)
     lineage = tracking.lineage(dvc_lock, train_path)  # the code and data as training starts
     pipeline, metrics = run(frame, params, contract)
-    card = write_model(
-        pipeline,
-        frame,
-        model_dir,
-        params=params,
-        drift=drift,
-        metrics=metrics,
-        data={"train_sha256": file_sha256(train_path), "train_rows": len(frame)},
-        contract=contract,
-    )
+    with staged_directory(model_dir) as staging:
+        card = write_model(
+            pipeline,
+            frame,
+            staging,
+            params=params,
+            drift=drift,
+            metrics=metrics,
+            data={"train_sha256": file_sha256(train_path), "train_rows": len(frame)},
+            contract=contract,
+        )
     record = tracking.log_training(
         pipeline,
         example=features(frame, contract).head(EXAMPLE_ROWS),

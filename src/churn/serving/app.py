@@ -27,8 +27,9 @@ from fastapi.responses import JSONResponse
 
 from churn.core.domain import load_domain
 from churn.serving import loader, schemas
-from churn.serving.deps import require_admin_key, require_api_key
+from churn.serving.deps import require_admin_key, require_api_key, require_feedback_key
 from churn.serving.drift_monitor import DriftMonitor
+from churn.serving.limits import LimitSettings, RequestGuard
 from churn.serving.loader import LoadedModel
 from churn.serving.middleware import BodySizeLimitMiddleware, MetricsMiddleware, ServiceMetrics
 from churn.serving.prediction_log import PredictionLog
@@ -47,15 +48,18 @@ def create_app(
     model: LoadedModel | None = None,
     challenger: LoadedModel | None = None,
     contract: Contract | None = None,
+    limits: LimitSettings | None = None,
 ) -> FastAPI:
     """The service for ``contract``'s records (default: the domain's, `load_domain`).
 
     ``model`` and ``challenger``, if given, are loaded and self-checked
     against the same contract. Without them the lifespan loads what the
     settings name: the model, and a candidate for the standby slot if
-    ``CHURN_CHALLENGER_MODEL_*`` is set.
+    ``CHURN_CHALLENGER_MODEL_*`` is set. ``limits`` (default: from the
+    environment) bound the requests in flight (`churn.serving.limits`).
     """
     settings = settings or ServingSettings()
+    limits = limits or LimitSettings()
     if contract is None:
         contract = load_domain().contract
     api = schemas.build(contract)
@@ -92,6 +96,11 @@ def create_app(
         # native OpenTelemetry checks for providers on every request; turn it
         # on here if you run an OpenTelemetry collector.
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        # No 307 from /predict/ to /predict: Starlette builds that Location from
+        # the Host header, before any route's key check.
+        redirect_slashes=False,
+        # With CHURN_INFO_API_KEY the API description is served by ops.docs_router, behind it.
+        **(ops.NO_OPEN_DOCS if settings.info_api_key is not None else {}),
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -100,19 +109,20 @@ def create_app(
     app.state.drift = None
     protect = [Depends(require_api_key)] if settings.api_key is not None else []
     app.include_router(predict.build_router(api), dependencies=protect)
-    if settings.prediction_log_dir is not None:  # feedback goes to the log, or nowhere
-        app.include_router(feedback.build_router(api), dependencies=protect)
+    if settings.feedback_enabled:  # feedback goes to the log, with its own key, or nowhere
+        on_feedback = [Depends(require_feedback_key)] if settings.feedback_api_key else []
+        app.include_router(feedback.build_router(api), dependencies=on_feedback)
+    elif settings.prediction_log_dir is not None:
+        log.info("/feedback is off: CHURN_API_KEY is set and CHURN_FEEDBACK_API_KEY is not")
     app.include_router(ops.build_router(api))
-    if settings.admin_enabled:
-        if (admin_key := settings.admin_key) is None:
-            log.warning(
-                "/admin is enabled without an API key: whoever reaches the port can change "
-                "the model (set CHURN_ADMIN_API_KEY)"
-            )
-        guard = [Depends(require_admin_key)] if admin_key is not None else []
-        app.include_router(admin.router, dependencies=guard)
+    if settings.info_api_key is not None:
+        app.include_router(ops.docs_router)
+    if settings.admin_enabled:  # the settings refuse it without CHURN_ADMIN_API_KEY
+        app.include_router(admin.router, dependencies=[Depends(require_admin_key)])
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_middleware(BodySizeLimitMiddleware, limit=settings.max_body_bytes)
+    # Outermost last: metrics see every answer, including the guard's 503s.
+    app.add_middleware(RequestGuard, limits=limits)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 

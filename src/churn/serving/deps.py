@@ -89,13 +89,28 @@ async def require_api_key(request: Request) -> None:
 
 
 async def require_admin_key(request: Request) -> None:
-    """As `require_api_key`, with CHURN_ADMIN_API_KEY if set (else CHURN_API_KEY)."""
+    """As `require_api_key`, with CHURN_ADMIN_API_KEY (there is no fallback: the
+    settings refuse /admin without it, and a missing key here fails closed)."""
     settings: ServingSettings = request.app.state.settings
-    _check_key(request, settings.admin_key)
+    _check_key(request, settings.admin_api_key, required=True)
 
 
-def _check_key(request: Request, key: SecretStr | None) -> None:
+async def require_feedback_key(request: Request) -> None:
+    """As `require_api_key`, with CHURN_FEEDBACK_API_KEY (never the prediction key)."""
+    settings: ServingSettings = request.app.state.settings
+    _check_key(request, settings.feedback_api_key)
+
+
+async def require_info_key(request: Request) -> None:
+    """As `require_api_key`, with CHURN_INFO_API_KEY (/model, /metrics, the API docs)."""
+    settings: ServingSettings = request.app.state.settings
+    _check_key(request, settings.info_api_key)
+
+
+def _check_key(request: Request, key: SecretStr | None, *, required: bool = False) -> None:
     if key is None:
+        if required:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "no key is configured")
         return
     given = request.headers.get(API_KEY_HEADER, "").encode()
     if not secrets.compare_digest(given, key.get_secret_value().encode()):

@@ -12,8 +12,11 @@ checked against the records the service will be sent.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import stat
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,23 +61,67 @@ class LoadedModel:
         return self.card.onnx_sha256
 
 
+class ModelPinError(ModelError):
+    """The model is not the one ``CHURN_MODEL_SHA256`` pins."""
+
+
 def load(settings: ServingSettings, contract: Contract) -> LoadedModel:
     """The model the settings name (a directory or a registry URI), checked against
-    ``contract``."""
+    ``contract`` (and against ``CHURN_MODEL_SHA256``, when set)."""
+    pinned = settings.model_sha256
     if settings.model_uri is None:
         directory = settings.model_dir
+        _regular_files(directory, CARD_FILE, RUN_FILE)
         record = RunRecord.read_for(directory / RUN_FILE, ModelCard.read(directory / CARD_FILE))
         version = UNREGISTERED if record is None else record.version
-        return load_directory(directory, contract, version=version, source=str(directory))
+        return load_directory(
+            directory, contract, version=version, source=str(directory), pinned=pinned
+        )
     with tempfile.TemporaryDirectory(prefix="churn-model-") as tmp:
         directory, version = _download(settings.model_uri, Path(tmp))
-        return load_directory(directory, contract, version=version, source=settings.model_uri)
+        return load_directory(
+            directory, contract, version=version, source=settings.model_uri, pinned=pinned
+        )
+
+
+def _regular_files(directory: Path, *names: str) -> None:
+    """`ModelError` if one of these names is there but is not a regular file.
+
+    A FIFO (or a device) named ``model_card.json`` would block the reader
+    forever; `os.stat` does not open it.
+    """
+    for name in names:
+        path = directory / name
+        try:
+            mode = path.stat().st_mode
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise ModelError(f"{path}: {exc.strerror}") from None
+        if not stat.S_ISREG(mode):
+            raise ModelError(f"{path}: not a regular file")
+
+
+def check_pin(sha256: str, pinned: str | None, where: object) -> None:
+    """`ModelPinError` unless ``sha256`` is the pinned hash (no pin: anything goes)."""
+    if pinned is not None and sha256 != pinned:
+        raise ModelPinError(
+            f"{where}: SHA-256 {sha256[:12]}… is not the pinned model "
+            f"(CHURN_MODEL_SHA256={pinned[:12]}…): refused"
+        )
 
 
 def load_directory(
-    directory: Path, contract: Contract, *, version: str, source: str
+    directory: Path,
+    contract: Contract,
+    *,
+    version: str,
+    source: str,
+    pinned: str | None = None,
 ) -> LoadedModel:
-    """A model directory as `train` writes it; `ModelError` unless it is whole and sound."""
+    """A model directory as `train` writes it; `ModelError` unless it is whole and sound,
+    `ModelPinError` if ``pinned`` is set and its ONNX file has another SHA-256."""
+    _regular_files(directory, CARD_FILE, ONNX_FILE, DRIFT_PROFILE_FILE)
     card = ModelCard.read(directory / CARD_FILE)
     if list(card.features) != list(contract.feature_names):
         raise ModelError(
@@ -88,10 +135,17 @@ def load_directory(
         raise ModelError(
             f"{path}: SHA-256 {actual[:12]}… does not match the card's {card.onnx_sha256[:12]}…"
         )
+    check_pin(actual, pinned, path)
+    data = path.read_bytes()
+    if file_sha256_of(data) != actual:  # replaced between hashing and reading
+        raise ModelError(f"{path}: changed while it was being loaded")
+    if uses_external_data(data):
+        raise ModelError(
+            f"{path}: has tensors stored as external data (files beside it): refused, "
+            "a served model must be one self-contained file"
+        )
     drift_profile = load_drift_profile(directory, card, contract)
-    loaded = LoadedModel(
-        OnnxModel(path.read_bytes(), contract), card, version, source, drift_profile
-    )
+    loaded = LoadedModel(OnnxModel(data, contract), card, version, source, drift_profile)
     self_check(loaded)
     log.info("serving model %s (v%s, sha256 %s…)", source, version, loaded.sha256[:12])
     return loaded
@@ -139,6 +193,119 @@ def load_drift_profile(
                 f"the contract lists {list(categorical.levels)}"
             )
     return profile
+
+
+def file_sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# -- ONNX external data ----------------------------------------------------------------
+# An ONNX tensor may keep its values in another file (data_location EXTERNAL,
+# external_data: location, offset, length); onnxruntime then reads that file,
+# relative to the model or the working directory. A served model never needs
+# that, so the protobuf is walked (wire format, no onnx package in the image)
+# and any such tensor refused. Field numbers are onnx.proto3's.
+
+_MODEL_GRAPH, _MODEL_FUNCTIONS = 7, 25
+_FUNCTION_NODE = 7
+_GRAPH_NODE, _GRAPH_INITIALIZER, _GRAPH_SPARSE_INITIALIZER = 1, 5, 15
+_NODE_ATTRIBUTE = 5
+_ATTR_T, _ATTR_G, _ATTR_TENSORS, _ATTR_GRAPHS = 5, 6, 10, 11
+_ATTR_SPARSE_TENSOR, _ATTR_SPARSE_TENSORS = 22, 23
+_SPARSE_VALUES, _SPARSE_INDICES = 1, 2
+_TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION = 13, 14
+_EXTERNAL = 1
+_MAX_DEPTH = 64
+
+
+def uses_external_data(model: bytes) -> bool:
+    """Whether any tensor of the ONNX ``model`` (graph, subgraphs, functions) is external.
+
+    `ModelError` if the bytes are not a well-formed protobuf.
+    """
+    try:
+        return _any_external(model, "model", 0)
+    except (IndexError, ValueError) as exc:
+        raise ModelError(f"not an ONNX model ({exc})") from None
+
+
+_CHILDREN: dict[str, dict[int, str]] = {
+    "model": {_MODEL_GRAPH: "graph", _MODEL_FUNCTIONS: "function"},
+    "function": {_FUNCTION_NODE: "node"},
+    "graph": {
+        _GRAPH_NODE: "node",
+        _GRAPH_INITIALIZER: "tensor",
+        _GRAPH_SPARSE_INITIALIZER: "sparse",
+    },
+    "node": {_NODE_ATTRIBUTE: "attribute"},
+    "attribute": {
+        _ATTR_T: "tensor",
+        _ATTR_G: "graph",
+        _ATTR_TENSORS: "tensor",
+        _ATTR_GRAPHS: "graph",
+        _ATTR_SPARSE_TENSOR: "sparse",
+        _ATTR_SPARSE_TENSORS: "sparse",
+    },
+    "sparse": {_SPARSE_VALUES: "tensor", _SPARSE_INDICES: "tensor"},
+    "tensor": {},
+}
+
+
+def _any_external(data: bytes, kind: str, depth: int) -> bool:
+    if depth > _MAX_DEPTH:
+        raise ValueError("nested too deeply")
+    children = _CHILDREN[kind]
+    for number, value in _fields(data):
+        if kind == "tensor":
+            if number == _TENSOR_EXTERNAL_DATA:
+                return True
+            if number == _TENSOR_DATA_LOCATION and value == _EXTERNAL:
+                return True
+        elif (
+            number in children
+            and isinstance(value, bytes)
+            and _any_external(value, children[number], depth + 1)
+        ):
+            return True
+    return False
+
+
+def _fields(data: bytes) -> Iterator[tuple[int, int | bytes]]:
+    """(field number, varint value or length-delimited bytes) of one protobuf message."""
+    position, end = 0, len(data)
+    while position < end:
+        key, position = _varint(data, position)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, position = _varint(data, position)
+            yield number, value
+        elif wire == 2:
+            length, position = _varint(data, position)
+            if position + length > end:
+                raise ValueError("truncated field")
+            yield number, data[position : position + length]
+            position += length
+        elif wire == 1:
+            position += 8
+        elif wire == 5:
+            position += 4
+        else:
+            raise ValueError(f"unsupported wire type {wire}")
+    if position != end:
+        raise ValueError("truncated message")
+
+
+def _varint(data: bytes, position: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = data[position]
+        position += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, position
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
 
 
 def self_check(loaded: LoadedModel) -> None:

@@ -81,6 +81,7 @@ class Recorder(Worker):
         self._metrics = metrics
         self._batch = batch
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()  # one batch handed to the sink at a time
         self._chunks: list[bytes] = []
         self._waiting = 0  # records (lines) in _chunks
         self._closing = False
@@ -119,13 +120,30 @@ class Recorder(Worker):
             self.flush()
             self._close_sink()
 
+    def write_now(self, lines: bytes, records: int = 1) -> bool | None:
+        """Buffer ``lines`` and write them (with whatever waits) in the caller's thread.
+
+        True once written (and fsync'd), False if the write failed (they are
+        lost, and counted), None if the buffer is full. For feedback, whose
+        caller must learn that an outcome was not stored. Blocks: call it off
+        the event loop.
+        """
+        with self._write_lock:  # nobody else can take these lines before we write them
+            if not self.add(lines, records):
+                return None
+            return self._flush()
+
     def flush(self) -> None:
         """Hand what is waiting to the sink now (the background thread does this on its own)."""
+        with self._write_lock:
+            self._flush()
+
+    def _flush(self) -> bool:
         with self._lock:
             chunks, self._chunks = self._chunks, []
             records, self._waiting = self._waiting, 0
         if not chunks:
-            return
+            return True
         try:
             self._sink.write(b"".join(chunks))
         except Exception as exc:  # the thread must outlive any one batch
@@ -138,13 +156,15 @@ class Recorder(Worker):
                 exc,
                 exc_info=not isinstance(exc, OSError),  # a bug deserves its traceback
             )
-            return
+            return False
         self._metrics.written.inc(records)
+        return True
 
     def round(self) -> None:
         self.flush()
         try:
-            self._sink.tick()
+            with self._write_lock:
+                self._sink.tick()
         except Exception as exc:  # keep the thread alive; the next write retries
             self._metrics.flush_errors.inc()
             log.warning("prediction log %s: rotation failed: %s", self.stream, exc)
@@ -154,7 +174,8 @@ class Recorder(Worker):
 
     def _close_sink(self) -> None:
         try:
-            self._sink.close()
+            with self._write_lock:
+                self._sink.close()
         except Exception as exc:  # shutting down: report, do not raise
             self._metrics.flush_errors.inc()
             log.warning("prediction log %s: closing failed: %s", self.stream, exc)

@@ -30,8 +30,11 @@ imports this.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, NamedTuple, TypeVar
@@ -55,6 +58,7 @@ PREVIOUS: Role = "previous"
 Numeric = Sequence[Sequence[float]]
 Categorical = Sequence[Sequence[str]]
 RowT = TypeVar("RowT")
+T = TypeVar("T")
 
 
 class RolloutError(Exception):
@@ -244,6 +248,36 @@ def load_model(
     return loader.load(source, contract)
 
 
+async def _in_daemon_thread(work: Callable[[], T], timeout_s: float | None) -> T:
+    """``work()`` in a daemon thread; `TimeoutError` after ``timeout_s``.
+
+    Not `asyncio.to_thread`: a load stuck in a system call (a FIFO, a hung
+    mount) cannot be interrupted, and the default executor's thread would
+    then hold up the process's shutdown. A daemon thread is left behind, and
+    its late result is dropped.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(outcome: Callable[[], None]) -> None:
+        if not future.done():
+            outcome()
+
+    def run() -> None:
+        try:
+            result = work()
+        except BaseException as exc:  # handed to the awaiting coroutine
+            error = exc
+            callback = functools.partial(settle, lambda: future.set_exception(error))
+        else:
+            callback = functools.partial(settle, lambda: future.set_result(result))
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(callback)
+
+    threading.Thread(target=run, name="churn-model-load", daemon=True).start()
+    return await asyncio.wait_for(future, timeout_s)
+
+
 def load_challenger(settings: ServingSettings, contract: Contract) -> LoadedModel | None:
     """The candidate the settings name for start-up, if any."""
     if settings.challenger_model_dir is None and settings.challenger_model_uri is None:
@@ -292,7 +326,13 @@ class Rollout:
             raise RolloutError("the service is not started")
         return self.traffic.slots
 
-    async def load(self, *, model_dir: Path | None = None, model_uri: str | None = None) -> Slots:
+    async def load(
+        self,
+        *,
+        model_dir: Path | None = None,
+        model_uri: str | None = None,
+        timeout_s: float | None = None,
+    ) -> Slots:
         """Load a model into the standby slot as the candidate, in a worker thread.
 
         Raises `ModelError` if it cannot be loaded (the slots are untouched),
@@ -305,9 +345,20 @@ class Rollout:
         self.loading = True
         changes = self._changes
         try:
-            model = await asyncio.to_thread(
-                load_model, self.settings, self.contract, model_dir=model_dir, model_uri=model_uri
+            model = await _in_daemon_thread(
+                functools.partial(
+                    load_model,
+                    self.settings,
+                    self.contract,
+                    model_dir=model_dir,
+                    model_uri=model_uri,
+                ),
+                timeout_s,
             )
+        except TimeoutError:
+            self.metrics.model_loads.labels("failed").inc()
+            log.warning("loading %s: abandoned after %s s", where, timeout_s)
+            raise ModelError(f"{where}: not loaded within {timeout_s:g} s: abandoned") from None
         except ModelError:
             self.metrics.model_loads.labels("failed").inc()
             raise

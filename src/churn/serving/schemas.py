@@ -18,9 +18,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -44,6 +45,18 @@ REQUEST_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 # Feedback fields besides the record's id: the id's API name must not be one of them.
 FEEDBACK_FIELDS = ("request_id", "outcome", "observed_at", "received_at", "status")
+
+
+def _ascii(value: str) -> str:
+    # The contract's pattern is ASCII already (`churn.core.contract.ascii_pattern`);
+    # this also holds for a pattern whose '.' or literal would admit other characters.
+    if not value.isascii():
+        raise ValueError("must be ASCII")
+    return value
+
+
+AsciiId = Annotated[str, AfterValidator(_ascii)]
+"""A record id: the contract's pattern, and ASCII only (ids join logs and pick variants)."""
 
 Rule = tuple[str, str, tuple[str, ...], str]
 """A cross-field rule in API names: (when, when_value, then fields, then_value)."""
@@ -98,7 +111,13 @@ class FeedbackBase(BaseModel):
     @field_validator("observed_at")
     @classmethod
     def _not_in_the_future(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value > datetime.now(UTC) + MAX_CLOCK_SKEW:
+        if value is None:
+            return None
+        try:  # 0001-01-01T00:00:00+23:59 is before the first representable UTC time
+            value = value.astimezone(UTC)
+        except (OverflowError, ValueError):
+            raise ValueError("out of range: not representable in UTC") from None
+        if value > datetime.now(UTC) + MAX_CLOCK_SKEW:
             raise ValueError("must not be in the future")
         return value
 
@@ -160,7 +179,7 @@ def build(contract: Contract) -> Schemas:
         )
     record_fields: dict[str, Any] = {
         id_field: (
-            str | None,
+            AsciiId | None,
             Field(
                 default=None,
                 pattern=contract.id.pattern,
@@ -202,7 +221,7 @@ def build(contract: Contract) -> Schemas:
     id_description = contract.id.description or "The record's id."
     feedback_fields: dict[str, Any] = {
         id_field: (
-            str | None,
+            AsciiId | None,
             Field(
                 default=None,
                 pattern=contract.id.pattern,
@@ -330,7 +349,7 @@ class LoadModel(BaseModel):
         max_length=4096,
         pattern=r"^[^\x00-\x1f]+$",
         description="A directory with model.onnx and model_card.json, as `train` writes it "
-        "(relative paths are from the service's working directory).",
+        "(a relative path is read from CHURN_ADMIN_MODELS_ROOT; it must stay under it).",
     )
     model_uri: str | None = Field(
         default=None,

@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from churn.core.artifacts import parse_model_uri
 
 MIN_API_KEY_LENGTH = 16
+SHA256 = re.compile(r"[0-9a-f]{64}")
 S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?$")
 
 
@@ -28,6 +29,21 @@ class ServingSettings(BaseSettings):
     )
     api_key: SecretStr | None = Field(
         default=None, description="If set, prediction routes require it in the X-API-Key header."
+    )
+    feedback_api_key: SecretStr | None = Field(
+        default=None,
+        description="If set, POST /feedback requires it in X-API-Key (never the prediction "
+        "key). Unset while CHURN_API_KEY is set: /feedback is not mounted; both unset: open.",
+    )
+    info_api_key: SecretStr | None = Field(
+        default=None,
+        description="If set, /model, /metrics, /docs, /redoc and /openapi.json require it in "
+        "X-API-Key (unset: they are open; /health and /ready always are).",
+    )
+    model_sha256: str | None = Field(
+        default=None,
+        description="Pin: the SHA-256 of the only ONNX file the service may load (at start-up, "
+        "from /admin and from the registry alike); unset: no pin.",
     )
     max_batch_size: int = Field(default=1000, ge=1, le=100_000)
     max_body_bytes: int = Field(default=1 << 20, ge=1024, description="Larger bodies get 413.")
@@ -118,8 +134,19 @@ class ServingSettings(BaseSettings):
     )
     admin_api_key: SecretStr | None = Field(
         default=None,
-        description="If set, /admin requires it in X-API-Key (otherwise CHURN_API_KEY does, "
-        "if set).",
+        description="The key /admin requires in X-API-Key; required with CHURN_ADMIN_ENABLED "
+        "(no fallback to CHURN_API_KEY).",
+    )
+    admin_models_root: Path | None = Field(
+        default=None,
+        description="POST /admin/models/standby loads model directories only from under this "
+        "directory (unset: the parent of CHURN_MODEL_DIR).",
+    )
+    admin_load_timeout_s: float = Field(
+        default=60,
+        gt=0,
+        le=3600,
+        description="A model load from /admin that takes longer is abandoned (the slots stay).",
     )
 
     @field_validator("api_key")
@@ -129,14 +156,58 @@ class ServingSettings(BaseSettings):
             raise ValueError(f"CHURN_API_KEY must be at least {MIN_API_KEY_LENGTH} characters")
         return value
 
-    @field_validator("admin_api_key")
+    @field_validator("admin_api_key", "feedback_api_key", "info_api_key")
     @classmethod
-    def _admin_key_strong_enough(cls, value: SecretStr | None) -> SecretStr | None:
+    def _role_key_strong_enough(
+        cls, value: SecretStr | None, info: ValidationInfo
+    ) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < MIN_API_KEY_LENGTH:
-            raise ValueError(
-                f"CHURN_ADMIN_API_KEY must be at least {MIN_API_KEY_LENGTH} characters"
-            )
+            variable = f"CHURN_{(info.field_name or '').upper()}"
+            raise ValueError(f"{variable} must be at least {MIN_API_KEY_LENGTH} characters")
         return value
+
+    @field_validator(
+        "admin_api_key",
+        "feedback_api_key",
+        "info_api_key",
+        "model_sha256",
+        "admin_models_root",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("model_sha256")
+    @classmethod
+    def _sha256(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().lower()
+        if not SHA256.fullmatch(value):
+            raise ValueError("CHURN_MODEL_SHA256 must be 64 hexadecimal digits (a SHA-256)")
+        return value
+
+    @model_validator(mode="after")
+    def _keys_by_role(self) -> Self:
+        if self.admin_enabled and self.admin_api_key is None:
+            raise ValueError(
+                "CHURN_ADMIN_ENABLED needs CHURN_ADMIN_API_KEY (its own key: /admin never "
+                "falls back to CHURN_API_KEY)"
+            )
+        keys = {
+            "CHURN_API_KEY": self.api_key,
+            "CHURN_ADMIN_API_KEY": self.admin_api_key,
+            "CHURN_FEEDBACK_API_KEY": self.feedback_api_key,
+        }
+        seen: dict[str, str] = {}
+        for name, key in keys.items():
+            if key is None:
+                continue
+            if (other := seen.get(key.get_secret_value())) is not None:
+                raise ValueError(f"{name} must differ from {other} (one key per role)")
+            seen[key.get_secret_value()] = name
+        return self
 
     @field_validator("challenger_model_dir", "challenger_model_uri", mode="before")
     @classmethod
@@ -196,5 +267,18 @@ class ServingSettings(BaseSettings):
 
     @property
     def admin_key(self) -> SecretStr | None:
-        """The key /admin requires: its own if set, else the prediction routes' one."""
-        return self.admin_api_key or self.api_key
+        """The key /admin requires: its own, never the prediction routes' one."""
+        return self.admin_api_key
+
+    @property
+    def feedback_enabled(self) -> bool:
+        """/feedback is mounted: the log is on, and it has its own key or no route has one."""
+        if self.prediction_log_dir is None:
+            return False
+        return self.feedback_api_key is not None or self.api_key is None
+
+    @property
+    def models_root(self) -> Path:
+        """The directory /admin may load model directories from (resolved)."""
+        root = self.admin_models_root or self.model_dir.resolve().parent
+        return root.resolve()

@@ -10,6 +10,7 @@ scores them.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, HTTPException, Request, status
@@ -40,7 +41,8 @@ def build_router(schemas: Schemas) -> APIRouter:
         | {
             503: {
                 "model": HTTPError,
-                "description": "The feedback log's buffer is full (retry after Retry-After s).",
+                "description": "The outcome was not stored: the feedback log is full or "
+                "cannot be written (retry after Retry-After s).",
             },
         },
     )
@@ -61,7 +63,9 @@ def build_router(schemas: Schemas) -> APIRouter:
     ) -> FeedbackAcceptedBase:
         """Record the true outcome of a prediction named by request id or record id.
 
-        202: queued for the feedback log (written within a second or so).
+        202: written to the feedback log (fsync'd) before this answer; 503 if it could
+        not be. The first outcome reported for a prediction counts; a later, different
+        one is kept as a correction (`churn.monitoring.predlog.join`).
         """
         body = await parse_json(request, feedback_model)
         received_at = datetime.now(UTC)
@@ -71,12 +75,15 @@ def build_router(schemas: Schemas) -> APIRouter:
             id=body.record_id,
             outcome=body.outcome,
             # Stored in UTC, like every time in the log.
-            observed_at=(body.observed_at or received_at).astimezone(UTC),
+            observed_at=body.observed_at or received_at,  # in UTC (the schema converts)
         )
-        if not feedback_log.add(encode_feedback(record)):
+        # Written (and fsync'd) before the answer: a 202 means the outcome is stored.
+        stored = await asyncio.to_thread(feedback_log.write_now, encode_feedback(record))
+        if not stored:
+            problem = "full" if stored is None else "not writable"
             raise HTTPException(
                 status.HTTP_503_SERVICE_UNAVAILABLE,
-                "the feedback log is full; retry shortly",
+                f"the feedback log is {problem}; the outcome was not stored, retry shortly",
                 headers={"Retry-After": str(RETRY_AFTER_S)},
             )
         metrics.feedback.labels("true" if body.outcome else "false").inc()

@@ -2,12 +2,40 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from churn.serving.deps import MetricsDep, ModelDep
+from churn.serving.deps import MetricsDep, ModelDep, require_info_key
 from churn.serving.drift_monitor import DriftMonitor
 from churn.serving.schemas import HTTPError, ModelInfo, Schemas, Status
+
+INFO_GUARD: Any = [Depends(require_info_key)]
+# FastAPI's own documentation routes are turned off when CHURN_INFO_API_KEY is
+# set; `docs_router` serves the same pages behind the key instead.
+NO_OPEN_DOCS: dict[str, Any] = {"openapi_url": None, "docs_url": None, "redoc_url": None}
+OPENAPI_URL = "/openapi.json"
+
+docs_router = APIRouter(include_in_schema=False, dependencies=INFO_GUARD)
+
+
+@docs_router.get(OPENAPI_URL)
+async def openapi(request: Request) -> JSONResponse:
+    """The OpenAPI description (only the routes this configuration mounts)."""
+    return JSONResponse(request.app.openapi())
+
+
+@docs_router.get("/docs")
+async def docs(request: Request) -> HTMLResponse:
+    return get_swagger_ui_html(openapi_url=OPENAPI_URL, title=f"{request.app.title} - docs")
+
+
+@docs_router.get("/redoc")
+async def redoc(request: Request) -> HTMLResponse:
+    return get_redoc_html(openapi_url=OPENAPI_URL, title=f"{request.app.title} - ReDoc")
 
 
 def build_router(schemas: Schemas) -> APIRouter:
@@ -25,7 +53,8 @@ def build_router(schemas: Schemas) -> APIRouter:
         """Readiness: the model is loaded and passed its self-check (503 otherwise)."""
         return Status(status="ready", model_version=model.version)
 
-    @router.get("/model")
+    # Informational routes: behind CHURN_INFO_API_KEY when it is set (a no-op otherwise).
+    @router.get("/model", dependencies=INFO_GUARD)
     async def model_info(model: ModelDep) -> ModelInfo:
         """What is served: version, hashes, training metrics, params, data and input schema."""
         card = model.card
@@ -42,7 +71,7 @@ def build_router(schemas: Schemas) -> APIRouter:
             input_schema=input_schema,
         )
 
-    @router.get("/metrics", include_in_schema=False)
+    @router.get("/metrics", include_in_schema=False, dependencies=INFO_GUARD)
     async def metrics(request: Request, service_metrics: MetricsDep) -> Response:
         """Prometheus metrics; the drift gauges are recomputed first if they are due."""
         drift: DriftMonitor | None = request.app.state.drift
