@@ -36,8 +36,14 @@ WORKDIR /src
 # Dependencies first, in their own layer: editing src/ does not reinstall
 # them. They are the lock's core dependencies (no extras, no dev group, not
 # the project itself), with hashes, installed exactly as locked.
+#
+# Left out: sympy and mpmath (86 MB). onnxruntime requires them, but only its
+# offline tools (symbolic shape inference) import them, never an
+# InferenceSession; `uv pip check` would flag that, so the check below is an
+# import of the service instead.
 COPY pyproject.toml uv.lock ./
 RUN /opt/uv/bin/uv export --frozen --no-dev --no-emit-project --format requirements-txt \
+        --no-emit-package sympy --no-emit-package mpmath \
         --output-file /tmp/requirements.txt --quiet \
     && python3 -m venv --without-pip /opt/venv \
     && /opt/uv/bin/uv pip install --quiet --python /opt/venv/bin/python \
@@ -47,7 +53,7 @@ RUN /opt/uv/bin/uv export --frozen --no-dev --no-emit-project --format requireme
 COPY README.md ./
 COPY src ./src
 RUN /opt/uv/bin/uv pip install --quiet --python /opt/venv/bin/python --no-deps . \
-    && /opt/uv/bin/uv pip check --python /opt/venv/bin/python
+    && /opt/venv/bin/python -c "import onnxruntime, uvicorn, churn.serving.app"
 
 
 FROM ${PYTHON_IMAGE} AS runtime
@@ -66,6 +72,11 @@ COPY models/model.onnx models/model_card.json models/drift_profile.json /app/mod
 # reproducible bytes): the service reports its registered version when the
 # record is this model's. The folder may be empty (a model from `dvc pull`).
 COPY reports/run/ /app/models/
+# The pin: the service refuses any model but this one (at start-up, from
+# /admin, from the registry). containers/build.sh passes the ONNX SHA-256 of
+# models/ once `churn model-pin` proved it is the model dvc.lock records;
+# empty (a bare `docker build`) means no pin.
+ARG MODEL_SHA256=""
 
 # ORT_DISABLE_TELEMETRY: onnxruntime's Linux wheels send usage telemetry
 # (and keep a device id under $HOME) unless told not to.
@@ -73,7 +84,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     ORT_DISABLE_TELEMETRY=1 \
-    CHURN_MODEL_DIR=/app/models
+    CHURN_MODEL_DIR=/app/models \
+    CHURN_MODEL_SHA256=${MODEL_SHA256}
 
 WORKDIR /app
 USER 10001:10001

@@ -223,7 +223,7 @@ PYTHON_IMAGE ?= localhost/python:3.11-slim
 CONTAINER_ENV := IMAGE="$(CONTAINER_IMAGE)" PYTHON_IMAGE="$(PYTHON_IMAGE)" UV_VERSION="$(UV_VERSION)"
 
 .PHONY: container-build
-container-build: ## Build the serving image (needs the model: make repro)
+container-build: install ## Build the serving image (needs the model: make repro), pinned to it
 	$(CONTAINER_ENV) containers/build.sh
 
 .PHONY: container-test

@@ -65,6 +65,12 @@ say "ready $((ready_ms / 1000)).$(printf '%03d' $((ready_ms % 1000)))s after pod
 say "smoke test: /ready, /model is the model in models/, one prediction"
 "$REPO_ROOT/.venv/bin/churn" smoke "$url" --card models/model_card.json --ready-timeout 5
 
+say "checking the image pins the model it packages"
+pinned=$(podman exec "$name" printenv CHURN_MODEL_SHA256) || die "the image sets no CHURN_MODEL_SHA256"
+[[ $pinned == "$("$REPO_ROOT/.venv/bin/churn" model-pin --model-dir models)" ]] \
+    || die "the image pins ${pinned:0:12}…, not the model in models/"
+echo "    CHURN_MODEL_SHA256=${pinned:0:12}…"
+
 say "checking the image's HEALTHCHECK"
 podman healthcheck run "$name" >/dev/null 2>&1 || die "the HEALTHCHECK command failed (or the image has none)"
 
@@ -78,7 +84,8 @@ training=$(podman exec "$name" python -c '
 import importlib.metadata as metadata
 installed = {d.metadata["Name"].lower().replace("_", "-") for d in metadata.distributions()}
 training = {"dvc", "great-expectations", "matplotlib", "mlflow", "mlflow-skinny", "onnx",
-            "pandas", "pyarrow", "scikit-learn", "skl2onnx", "skops"}
+            "pandas", "pyarrow", "scikit-learn", "skl2onnx", "skops",
+            "sympy", "mpmath"}  # for onnxruntime offline tools only (see the Dockerfile)
 print(" ".join(sorted(installed & training)))')
 [[ -z $training ]] || die "the image contains: $training"
 

@@ -13,7 +13,8 @@
 # Environment:
 #   DEPLOY_TARGET    deploy/targets/<name>.sh to use                     (podman)
 #   EXPECT_SHA256    the ONNX model SHA-256 the new image must serve     (default: the
-#                    onnx_sha256 of MODEL_CARD, models/model_card.json, when present)
+#                    pin of MODEL_DIR, models/, when present: its card's onnx_sha256
+#                    once `churn model-pin` proved the files are what dvc.lock records)
 #   READY_TIMEOUT    seconds a new slot has to become ready              (120)
 #   CHURN            the churn command that runs the smoke test          (.venv/bin/churn)
 #   CHURN_API_KEY    passed to the slots and used by the smoke test, when the service needs one
@@ -38,7 +39,7 @@ source "$REPO_ROOT/containers/common.sh"
 DEPLOY_TARGET=${DEPLOY_TARGET:-podman}
 READY_TIMEOUT=${READY_TIMEOUT:-120}
 CHURN=${CHURN:-$REPO_ROOT/.venv/bin/churn}
-MODEL_CARD=${MODEL_CARD:-$REPO_ROOT/models/model_card.json}
+MODEL_DIR=${MODEL_DIR:-$REPO_ROOT/models}
 
 # A target is a file name in deploy/targets/, never a path (DEPLOY_TARGET=../.. runs nothing).
 if [[ ! $DEPLOY_TARGET =~ ^[a-z0-9][a-z0-9_-]*$ ]]; then
@@ -56,9 +57,9 @@ other() { if [[ $1 == blue ]]; then echo green; else echo blue; fi; }
 expected_sha() {
     if [[ -n ${EXPECT_SHA256:-} ]]; then
         echo "$EXPECT_SHA256"
-    elif [[ -f $MODEL_CARD ]]; then
-        "$REPO_ROOT/.venv/bin/python" -c \
-            'import json, sys; print(json.load(open(sys.argv[1]))["onnx_sha256"])' "$MODEL_CARD"
+    elif [[ -d $MODEL_DIR ]]; then
+        (cd "$REPO_ROOT" && "$CHURN" model-pin --model-dir "$MODEL_DIR") \
+            || die "$MODEL_DIR is not the model dvc.lock records: nothing deployed"
     fi
 }
 

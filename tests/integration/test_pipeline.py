@@ -8,11 +8,15 @@ reproduces the pipeline, the later ones build on that state.
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
+import subprocess
+import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import yaml
 
 from churn.core.artifacts import CARD_FILE, MODEL_FILE, RUN_RECORD, file_sha256
 from churn.core.contract import Contract
@@ -38,6 +42,7 @@ from tests.support.servers import BIN
 
 pytestmark = pytest.mark.integration
 CHURN = str(BIN / "churn")
+KILL_WAIT_S = 300  # train fits (with cross-validation) before it writes the model
 
 
 @pytest.fixture(scope="module")
@@ -286,3 +291,41 @@ def test_report_and_gate_against_the_committed_baseline(
     unknown_base = repo.run(CHURN, "gate", "--baseline", "no-such-branch", check=False)
     assert unknown_base.returncode == 1  # fails closed
     assert "'no-such-branch' does not resolve to a commit here" in unknown_base.stdout
+
+
+@pytest.mark.security
+def test_a_killed_training_leaves_the_last_model_and_registers_nothing(repo: Repo) -> None:
+    """SIGKILL while train writes the model: the previous model stays whole (it is
+    swapped only when complete) and MLflow gets nothing (it is told only after).
+    The next training clears the leftovers and writes the model."""
+    stages = yaml.safe_load((repo.root / "dvc.yaml").read_text())["stages"]
+    command = shlex.split(stages["train"]["cmd"])
+    model_dir = repo.root / command[command.index("--model-dir") + 1]
+    before = {p.name: file_sha256(p) for p in model_dir.iterdir()}
+    record = (repo.root / RUN_RECORD).read_bytes()
+    staging = f".{model_dir.name}.new-*"
+
+    train = subprocess.Popen(
+        [str(BIN / command[0]), *command[1:]],
+        cwd=repo.root,
+        env=repo.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + KILL_WAIT_S
+        while not any(model_dir.parent.glob(staging)) and time.monotonic() < deadline:
+            assert train.poll() is None, "train ended before it started writing the model"
+            time.sleep(0.002)
+    finally:
+        train.kill()
+        train.wait()
+    assert any(model_dir.parent.glob(staging)), "never saw train write its staging folder"
+
+    assert {p.name: file_sha256(p) for p in model_dir.iterdir()} == before
+    assert (repo.root / RUN_RECORD).read_bytes() == record
+
+    repo.run(str(BIN / command[0]), *command[1:])
+    assert not any(model_dir.parent.glob(staging))
+    assert {p.name: file_sha256(p) for p in model_dir.iterdir()} == before  # deterministic
+    assert (repo.root / RUN_RECORD).read_bytes() != record  # a new run, registered

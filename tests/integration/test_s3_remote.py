@@ -30,6 +30,7 @@ import httpx
 import pytest
 import yaml
 
+from churn.core.artifacts import ONNX_FILE
 from tests.support.project import Repo, copy_project
 from tests.support.servers import BIN, S3_CREDENTIALS, S3Server, free_port, start_s3_server
 
@@ -355,6 +356,72 @@ def test_push_then_a_fresh_clone_pulls_everything_and_reruns_nothing(
         f"dvc push: {len(objects)} objects, {sum(objects.values()) / 1e6:.2f} MB "
         f"in {push_s:.1f} s; dvc pull into an empty cache: {pull_s:.1f} s"
     )
+
+
+# -- a tampered remote ---------------------------------------------------------------
+
+
+def model_objects(root: Path) -> dict[str, str]:
+    """Remote key (under the DVC prefix) of each file in the model directory of `dvc.lock`."""
+    lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+    out = next(
+        out for stage in lock.values() for out in stage["outs"] if out["md5"].endswith(".dir")
+    )
+    store = root / ".dvc" / "cache" / "files" / "md5"
+    listing = json.loads((store / out["md5"][:2] / out["md5"][2:]).read_text())
+    remote = f"{PREFIX}/files/md5"
+    return {
+        f"{out['path']}/{entry['relpath']}": f"{remote}/{entry['md5'][:2]}/{entry['md5'][2:]}"
+        for entry in listing
+    }
+
+
+@pytest.mark.security
+def test_a_tampered_remote_cannot_become_the_model_or_its_pin(
+    project: Repo, s3_server: S3Server, tmp_path: Path
+) -> None:
+    """Someone with write access to the bucket swaps a model file (same key, other bytes).
+
+    With ``verify = true`` (`make s3-remote`) DVC re-hashes what it pulls: the
+    swapped object is refused and never checked out. And whatever brings a
+    model into ``models/`` (a remote without verify, an old cache, a copy),
+    `churn model-pin`, which the image build and the deploy run, refuses it
+    unless its bytes are the ones `dvc.lock` in Git records."""
+    endpoint = s3_server.endpoint_url
+    bucket = s3_server.create_bucket("churn-tampered")
+    project.run("make", "s3-remote", f"S3_BUCKET={bucket}", f"S3_ENDPOINT_URL={endpoint}")
+    project.run("git", "commit", "--quiet", "--message", "S3 remote", ".dvc/config")
+    for name, value in local_credentials():
+        project.dvc("remote", "modify", "--local", "s3", name, value)
+    project.dvc("push")
+    # The served file: the ONNX model.
+    tampered_path, key = next(
+        (path, key) for path, key in model_objects(project.root).items() if path.endswith(ONNX_FILE)
+    )
+    original = (project.root / tampered_path).read_bytes()
+    s3_client(endpoint).put_object(Bucket=bucket, Key=key, Body=original + b"\ntampered")
+
+    fresh = clone(project, tmp_path / "clone", **s3_server.env)
+    pulled = fresh.dvc("pull", check=False)
+    assert pulled.returncode != 0, pulled.stdout
+    on_disk = fresh.root / tampered_path
+    assert not on_disk.exists() or on_disk.read_bytes() == original
+    refused = fresh.run(str(BIN / "churn"), "model-pin", check=False)
+    assert refused.returncode != 0
+
+    # The pull DVC refused, done by hand: the tampered bytes in models/.
+    project.run("cp", "-r", str(project.root / "models"), str(fresh.root))
+    (fresh.root / tampered_path).write_bytes(original + b"\ntampered")
+    refused = fresh.run(str(BIN / "churn"), "model-pin", check=False)
+    assert refused.returncode == 1
+    assert "is not the output of stage" in refused.stderr
+    assert "tampered" in refused.stderr  # says what to suspect, in one line
+    assert len(refused.stderr.strip().splitlines()) == 1
+
+    (fresh.root / tampered_path).write_bytes(original)
+    pinned = fresh.run(str(BIN / "churn"), "model-pin")
+    card = json.loads((fresh.root / "models" / "model_card.json").read_text())
+    assert pinned.stdout.strip() == card["onnx_sha256"]
 
 
 # -- faults -------------------------------------------------------------------------

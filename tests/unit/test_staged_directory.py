@@ -43,3 +43,16 @@ def test_a_first_write_creates_the_folder(tmp_path: Path) -> None:
         (staging / "model.bin").write_text("first")
     assert (target / "model.bin").read_text() == "first"
     assert oct(target.stat().st_mode & 0o777) == "0o755"
+
+
+def test_the_leftovers_of_a_killed_write_are_cleared(tmp_path: Path) -> None:
+    """SIGKILL runs no `finally`: a staging folder stays, or (killed between the
+    two renames) only the previous folder under its temporary name."""
+    target = _previous(tmp_path)
+    (tmp_path / ".models.new-killed").mkdir()
+    target.rename(tmp_path / ".models.old")
+    with pytest.raises(RuntimeError), staged_directory(target):
+        assert (target / "model.bin").read_text() == "previous"  # put back first
+        raise RuntimeError("refused")
+    assert (target / "model.bin").read_text() == "previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["models"]

@@ -121,6 +121,29 @@ def check_reproduced(
         raise typer.Exit(EXIT_CHECK_FAILED)
 
 
+@app.command("model-pin")
+def model_pin(
+    model_dir: Annotated[
+        Path, typer.Option(help="The model directory, a pipeline output.", file_okay=False)
+    ] = Path("models"),
+    commit: Annotated[
+        str | None,
+        typer.Option(help="Read dvc.lock from this commit (default: the working tree's)."),
+    ] = None,
+) -> None:
+    """Print the model's ONNX SHA-256 for CHURN_MODEL_SHA256, once its files are proven to
+    be the ones dvc.lock records (exit 1 when they are not: a tampered or stale copy)."""
+    from churn.release import provenance
+
+    with errors_as_exit_codes():  # no dvc.lock, no card: exit 2
+        try:
+            pin = provenance.model_pin(Path(), model_dir, commit)
+        except provenance.ProvenanceError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(EXIT_CHECK_FAILED) from None
+    typer.echo(pin)
+
+
 @app.command()
 def smoke(
     url: Annotated[

@@ -122,13 +122,22 @@ def reference_rows(x: pd.DataFrame, contract: Contract) -> list[int]:
 @contextmanager
 def staged_directory(target: Path) -> Iterator[Path]:
     """A fresh folder beside ``target`` to write into; it replaces ``target`` only
-    when the block completes. On any error, ``target`` is left as it was."""
+    when the block completes. On any error, ``target`` is left as it was.
+
+    A process killed outright (SIGKILL, power loss) runs no clean-up: the next
+    call removes its staging folder, and puts the previous folder back if the
+    kill fell between the swap's two renames.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
+    previous = target.with_name(f".{target.name}.old")
+    for leftover in target.parent.glob(f".{target.name}.new-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    if previous.is_dir() and not target.exists():
+        previous.rename(target)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.new-", dir=target.parent))
     try:
         yield staging
         staging.chmod(0o755)  # mkdtemp's 0700 is not what a model folder needs
-        previous = target.with_name(f".{target.name}.old")
         shutil.rmtree(previous, ignore_errors=True)
         if target.exists():
             target.rename(previous)

@@ -50,7 +50,8 @@ def _traffic(request: Request) -> Traffic:
 
 
 async def _serving(request: Request) -> Serving:
-    """The caller's X-Request-ID is kept when it is a safe token, else a new one is made."""
+    """The request id `RequestGuard` made (it replaces any client X-Request-ID); a fresh one
+    when the app runs without the guard (in-process tests)."""
     given = request.headers.get("x-request-id")
     state = request.app.state
     return Serving(

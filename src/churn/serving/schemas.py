@@ -40,7 +40,8 @@ if TYPE_CHECKING:
 
     from churn.core.contract import Contract
 
-# A caller's X-Request-ID is kept when it matches; it ends up in logs and file lines.
+# Request ids are server-made (churn.serving.limits); a client's X-Request-ID is kept
+# beside them as X-Client-Request-ID when it matches. Both end up in logs and file lines.
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 # Feedback fields besides the record's id: the id's API name must not be one of them.
