@@ -103,7 +103,7 @@ ab-report: install ## Decide the A/B test (and shadow comparison) from LOG_DIR
 	churn ab-report --log-dir "$(LOG_DIR)"
 
 .PHONY: lint
-lint: install ## Check style, formatting, types, import layers, the Dockerfile, workflows and the compose stack
+lint: install ## Check style, formatting, types, import layers, the Dockerfile, workflows, the compose stack and the Kubernetes manifests
 	ruff check .
 	ruff format --check .
 	mypy
@@ -114,6 +114,22 @@ lint: install ## Check style, formatting, types, import layers, the Dockerfile, 
 	zizmor --offline .github/workflows
 	zizmor --offline --persona auditor .github/workflows .github/dependabot.yml
 	$(MAKE) --no-print-directory compose-check
+	$(MAKE) --no-print-directory k8s-check
+
+# The Kubernetes manifests (deploy/kubernetes; docs/deploy.md), checked
+# without a cluster: kubectl's kustomize renders each overlay,
+# kubernetes-validate checks it against Kubernetes 1.37's schemas, checkov
+# lints it. checkov pins an older boto3 than the pipeline's, so it lives in an
+# environment of its own, from uv.lock's k8s-lint group.
+CHECKOV_VENV := .venv-checkov
+
+$(CHECKOV_VENV)/.installed: $(UV) pyproject.toml uv.lock
+	UV_PROJECT_ENVIRONMENT="$(CURDIR)/$(CHECKOV_VENV)" $(UV) sync --locked --only-group k8s-lint --python "$(PYTHON)" --quiet
+	@touch $@
+
+.PHONY: k8s-check
+k8s-check: install $(CHECKOV_VENV)/.installed ## Render, schema-validate and lint every Kubernetes overlay (no cluster needed)
+	scripts/k8s-check.sh
 
 # The local stack (compose.yaml, deploy/prometheus, deploy/grafana; docs/stack.md),
 # checked without a container engine: docker-compose, yamllint and promtool
@@ -165,7 +181,7 @@ drift: install ## Compare CURRENT=file.csv with the training data; exit 1 on dri
 
 .PHONY: clean
 clean: ## Remove the environments and caches (keeps data, models, MLflow runs)
-	rm -rf $(VENV) .uv .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) .uv .mypy_cache .ruff_cache .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 # DVC remote on S3 or any S3-compatible store (docs/remotes.md). The default
