@@ -246,12 +246,16 @@ container-build: install ## Build the serving image (needs the model: make repro
 container-test: install ## Build the serving image, run it on 127.0.0.1 and check it
 	$(CONTAINER_ENV) containers/test.sh
 
+# DIGEST_REF_FILE: where to write the pushed image's REPOSITORY@sha256:... (optional).
+DIGEST_REF_FILE ?=
+
 .PHONY: container-push
 container-push: ## Push CONTAINER_IMAGE (a registry name) and EXTRA_TAGS (e.g. latest)
-	$(CONTAINER_ENV) EXTRA_TAGS="$(EXTRA_TAGS)" containers/push.sh
+	$(CONTAINER_ENV) EXTRA_TAGS="$(EXTRA_TAGS)" DIGEST_REF_FILE="$(DIGEST_REF_FILE)" containers/push.sh
 
 # Blue/green deploys (deploy/deploy.sh; DEPLOY_TARGET selects deploy/targets/*.sh,
-# podman + HAProxy on this host by default). See docs/deploy.md.
+# podman + HAProxy on this host by default, or kubernetes with KUBE_OVERLAY).
+# See docs/deploy.md.
 .PHONY: deploy
 deploy: install ## Deploy CONTAINER_IMAGE blue/green: new slot, smoke test, switch, check
 	deploy/deploy.sh deploy "$(CONTAINER_IMAGE)"

@@ -5,6 +5,8 @@
 #
 # Logs in first when REGISTRY_PASSWORD is set (REGISTRY_USER, default: the
 # login of whoever runs it); the password goes through stdin, never argv.
+# With DIGEST_REF_FILE set, writes the pushed image's reference by digest
+# (REPOSITORY@sha256:...) there: what the Kubernetes target deploys.
 set -euo pipefail
 # shellcheck source=containers/common.sh source-path=SCRIPTDIR/..
 source "$(dirname "$0")/common.sh"
@@ -16,11 +18,17 @@ repository=${IMAGE%:*}
 registry_login "$IMAGE"
 
 say "pushing $IMAGE"
-podman push "$IMAGE"
+digest_file=$(mktemp)
+trap 'rm -f "$digest_file"' EXIT
+# The digest the registry stored (the local image's may differ: compression).
+podman push --digestfile "$digest_file" "$IMAGE"
 for tag in ${EXTRA_TAGS:-}; do
     say "pushing $repository:$tag"
     podman tag "$IMAGE" "$repository:$tag"
     podman push "$repository:$tag"
 done
-digest=$(podman image inspect --format '{{.Digest}}' "$IMAGE")
+digest=$(cat "$digest_file")
 say "pushed $repository@$digest"
+if [[ -n ${DIGEST_REF_FILE:-} ]]; then
+    echo "$repository@$digest" >"$DIGEST_REF_FILE"
+fi

@@ -603,3 +603,48 @@ def test_report_missing_without_a_run_still_writes(tmp_path: Path) -> None:
 
     assert "checks" in report
     assert "](" not in report, "no link without GITHUB_REPOSITORY and GITHUB_RUN_ID"
+
+
+# --- the Kubernetes deploy: staging, then production, keyless ------------------------
+
+
+def kubernetes_jobs(name: str) -> dict[str, dict[str, Any]]:
+    return {
+        job_name: job
+        for job_name, job in load_workflow(name)["jobs"].items()
+        if job.get("if") == "vars.DEPLOY_TARGET == 'kubernetes'"
+    }
+
+
+def test_main_deploys_to_staging_then_to_production() -> None:
+    jobs = kubernetes_jobs("main.yml")
+
+    assert {environment_name(job) for job in jobs.values()} == {"staging", "production"}
+    production = next(job for job in jobs.values() if environment_name(job) == "production")
+    staging = next(name for name, job in jobs.items() if environment_name(job) == "staging")
+    assert staging in production["needs"], "production only after staging"
+
+
+@pytest.mark.parametrize("name", ["main.yml", "rollback.yml"])
+def test_kubernetes_jobs_reach_the_cloud_by_oidc_not_stored_keys(name: str) -> None:
+    jobs = kubernetes_jobs(name)
+
+    assert jobs
+    for job_name, job in jobs.items():
+        assert job["permissions"]["id-token"] == "write", f"{job_name}: OIDC needs id-token: write"
+        secrets = set(SECRET.findall(json.dumps(job)))
+        assert not {s for s in secrets if s.startswith(("AWS_", "GCP_", "AZURE_"))}, (
+            f"{job_name} reads a stored cloud key"
+        )
+        assume = [s for s in steps(job) if "configure-aws-credentials" in s.get("uses", "")]
+        assert [s["with"]["role-to-assume"] for s in assume] == ["${{ vars.AWS_ROLE_ARN }}"]
+        deploy = steps(job)[-1]
+        assert deploy["env"]["DEPLOY_TARGET"] == "kubernetes"
+        assert commands(deploy["run"])[0][:2] in (["make", "deploy"], ["make", "rollback"])
+
+
+def test_the_kubernetes_deploy_gets_the_image_by_digest() -> None:
+    workflow = load_workflow("main.yml")
+    for job in kubernetes_jobs("main.yml").values():
+        assert steps(job)[-1]["env"]["IMAGE"] == "${{ needs.image.outputs.image-digest }}"
+    assert "image-digest" in workflow["jobs"]["image"]["outputs"]
