@@ -51,11 +51,10 @@ for dir in "$@"; do
     # (custom resources) and exits non-zero on any real failure.
     if ! (cd "$rendered" && "$KUBE_VALIDATE" --strict --quiet -k "$KUBE_VERSION" "$name.yaml") \
         >"$rendered/validate.log" 2>&1; then
-        cat "$rendered/validate.log" >&2
         failed=1
     fi
+    grep -v "find schema for kind" "$rendered/validate.log" >&2 || true
     unknown=$(sed -n 's/.*find schema for kind \([A-Za-z]*\) .*/\1/p' "$rendered/validate.log" | sort -u | paste -sd, -)
-    grep -v "find schema for kind" "$rendered/validate.log" || true
     printf '    schemas (Kubernetes %s): %s objects%s\n' "$KUBE_VERSION" \
         "$(grep -c '^kind:' "$out")" "${unknown:+; custom resources not schema-validated: $unknown}"
     if ! "$CHECKOV" --file "$out" --framework kubernetes --quiet --compact --skip-download \
