@@ -101,7 +101,7 @@ target_start() {
     [[ $image == *@sha256:* ]] ||
         die "the kubernetes target deploys images by digest (REPOSITORY@sha256:...), not '$image'"
     sha=$(expected_sha)
-    [[ -n $sha ]] || die "no model to pin: set EXPECT_SHA256 or put the model card in $MODEL_CARD"
+    [[ -n $sha ]] || die "no model to pin: set EXPECT_SHA256 or put the model in $MODEL_DIR"
     live=$(target_live)
     # As large as the live colour, at least the HPA's minimum: ready for all the traffic.
     size=$(if [[ -n $live ]]; then _replicas "$live"; else echo 0; fi)
