@@ -36,14 +36,8 @@ WORKDIR /src
 # Dependencies first, in their own layer: editing src/ does not reinstall
 # them. They are the lock's core dependencies (no extras, no dev group, not
 # the project itself), with hashes, installed exactly as locked.
-#
-# Left out: sympy and mpmath (86 MB). onnxruntime requires them, but only its
-# offline tools (symbolic shape inference) import them, never an
-# InferenceSession; `uv pip check` would flag that, so the check below is an
-# import of the service instead.
 COPY pyproject.toml uv.lock ./
 RUN /opt/uv/bin/uv export --frozen --no-dev --no-emit-project --format requirements-txt \
-        --no-emit-package sympy --no-emit-package mpmath \
         --output-file /tmp/requirements.txt --quiet \
     && python3 -m venv --without-pip /opt/venv \
     && /opt/uv/bin/uv pip install --quiet --python /opt/venv/bin/python \
@@ -53,7 +47,7 @@ RUN /opt/uv/bin/uv export --frozen --no-dev --no-emit-project --format requireme
 COPY README.md ./
 COPY src ./src
 RUN /opt/uv/bin/uv pip install --quiet --python /opt/venv/bin/python --no-deps . \
-    && /opt/venv/bin/python -c "import onnxruntime, uvicorn, churn.serving.app"
+    && /opt/uv/bin/uv pip check --python /opt/venv/bin/python
 
 
 FROM ${PYTHON_IMAGE} AS runtime

@@ -84,8 +84,7 @@ training=$(podman exec "$name" python -c '
 import importlib.metadata as metadata
 installed = {d.metadata["Name"].lower().replace("_", "-") for d in metadata.distributions()}
 training = {"dvc", "great-expectations", "matplotlib", "mlflow", "mlflow-skinny", "onnx",
-            "pandas", "pyarrow", "scikit-learn", "skl2onnx", "skops",
-            "sympy", "mpmath"}  # for onnxruntime offline tools only (see the Dockerfile)
+            "pandas", "pyarrow", "scikit-learn", "skl2onnx", "skops"}
 print(" ".join(sorted(installed & training)))')
 [[ -z $training ]] || die "the image contains: $training"
 
