@@ -1,8 +1,9 @@
 """The `churn` command: the root, with one Typer sub-app per concern merged into it.
 
-`pipeline` (the stages dvc.yaml runs), `serving`, `release` (gate, report,
-smoke), `registry` (promote, rollback) and `monitoring` (drift, monitor,
-performance, ab-report) each live in their own module of this folder.
+`pipeline` (the stages dvc.yaml runs), `serving`, `scoring` (batch scoring),
+`release` (gate, report, smoke), `registry` (promote, rollback) and
+`monitoring` (drift, monitor, performance, ab-report) each live in their own
+module of this folder.
 
 Every path arrives as an option (from `dvc.yaml`'s ``cmd`` or a person's
 shell); nothing is rebuilt from defaults inside the stages. Heavy libraries
@@ -24,7 +25,7 @@ from typing import IO, Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from churn.cli import monitoring, pipeline, registry, release, serving
+from churn.cli import monitoring, pipeline, registry, release, scoring, serving
 from churn.core.blas import pin_kernels
 
 
@@ -79,7 +80,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for group in (pipeline, serving, release, registry, monitoring):
+for group in (pipeline, serving, scoring, release, registry, monitoring):
     app.add_typer(group.app)
 
 
