@@ -18,6 +18,8 @@ import pyarrow as pa
 from churn.core.errors import DataError
 from churn.scoring import chunk as steps
 from churn.scoring.storage import (
+    CHUNK_ROWS,
+    CSV_BLOCK_BYTES,
     Location,
     ParquetOutput,
     locate,
@@ -107,16 +109,24 @@ def run(
     domain: Domain,
     model: LoadedModel,
     overwrite: bool = False,
+    chunk_rows: int = CHUNK_ROWS,
+    csv_block_bytes: int = CSV_BLOCK_BYTES,
 ) -> Summary:
     """Score ``input_uri`` into ``outputs``; the summary of the run.
 
     `DataError` (nothing written) for an input that cannot be scored at all:
     missing, unreadable, without the contract's columns, without rows; or
-    outputs that exist and ``overwrite`` is off.
+    outputs that exist and ``overwrite`` is off. ``chunk_rows`` (Parquet) and
+    ``csv_block_bytes`` (CSV) set the chunk size, hence the memory bound.
     """
     contract = domain.contract
     steps.check_output_names(contract)
-    source = open_input(input_uri, steps.input_columns(contract))
+    source = open_input(
+        input_uri,
+        steps.input_columns(contract),
+        chunk_rows=chunk_rows,
+        csv_block_bytes=csv_block_bytes,
+    )
     if source.missing:
         raise DataError(
             f"{input_uri}: missing columns {', '.join(source.missing)} "

@@ -60,9 +60,16 @@ def _constant(message: str) -> Callable[[int], str]:
     return lambda _: message
 
 
-def _missing(values: pd.Series) -> np.ndarray:
-    text = values.astype("string")
-    return np.asarray(values.isna() | text.str.strip().eq("").fillna(value=True), dtype=bool)
+def _missing(values: pd.Series, suspects: np.ndarray | None = None) -> np.ndarray:
+    """Which values are missing (null, empty or blank); only ``suspects`` are looked at
+    when given (the rows another check already failed: usually none)."""
+    missing = np.zeros(len(values), dtype=bool)
+    positions = np.arange(len(values)) if suspects is None else np.flatnonzero(suspects)
+    if len(positions):
+        text = values.iloc[positions].astype("string")
+        blank = text.isna() | text.str.strip().eq("").fillna(value=True)
+        missing[positions] = np.asarray(blank, dtype=bool)
+    return missing
 
 
 def reasons(frame: pd.DataFrame, contract: Contract) -> np.ndarray:
@@ -74,12 +81,17 @@ def reasons(frame: pd.DataFrame, contract: Contract) -> np.ndarray:
     """
     found = _Reasons(len(frame))
     column = frame[contract.id.name]
-    missing = _missing(column)
-    found.add(missing, lambda _: f"{contract.id.name} is missing")
     text = column.astype("string")
-    matches = text.str.fullmatch(contract.id.pattern).fillna(value=False)
-    ascii_only = text.map(str.isascii, na_action="ignore").fillna(value=False)
-    bad_id = ~missing & ~np.asarray(matches & ascii_only, dtype=bool)
+    matches = np.asarray(text.str.fullmatch(contract.id.pattern).fillna(value=False), dtype=bool)
+    if text.str.isascii().fillna(value=True).all():  # one pass; per row only if not
+        good = matches
+    else:
+        good = matches & np.asarray(
+            text.map(str.isascii, na_action="ignore").fillna(value=False), dtype=bool
+        )
+    missing = _missing(column, ~good)
+    found.add(missing, lambda _: f"{contract.id.name} is missing")
+    bad_id = ~missing & ~good
     found.add(
         bad_id, lambda i: f"{contract.id.name}: {column.iat[i]!r} does not match the id pattern"
     )
@@ -100,18 +112,19 @@ def reasons(frame: pd.DataFrame, contract: Contract) -> np.ndarray:
 
 
 def _check_level(found: _Reasons, values: pd.Series, name: str, levels: tuple[str, ...]) -> None:
-    missing = _missing(values)
+    outside = ~np.asarray(values.isin(levels), dtype=bool)
+    missing = _missing(values, outside)
     found.add(missing, lambda _: f"{name} is missing")
-    unknown = ~missing & np.asarray(~values.isin(levels), dtype=bool)
+    unknown = outside & ~missing
     found.add(unknown, lambda i: f"{name}: {values.iat[i]!r} is not one of its levels")
 
 
 def _check_number(
     found: _Reasons, values: pd.Series, name: str, kind: str, limits: Numeric
 ) -> None:
-    missing = _missing(values)
-    found.add(missing, lambda _: f"{name} is missing")
     numbers = pd.to_numeric(values, errors="coerce").astype("float64").to_numpy(na_value=np.nan)
+    missing = _missing(values, np.isnan(numbers))
+    found.add(missing, lambda _: f"{name} is missing")
     not_number = ~missing & np.isnan(numbers)
     found.add(not_number, lambda i: f"{name}: {values.iat[i]!r} is not a number")
     parsed = ~np.isnan(numbers)

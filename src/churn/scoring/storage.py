@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 CHUNK_ROWS = 65_536
 CSV_BLOCK_BYTES = 8 << 20
+HEADER_BLOCK_BYTES = 1 << 16  # read to find a CSV's columns
 S3_CONNECT_TIMEOUT_S = 5
 S3_REQUEST_TIMEOUT_S = 30
 S3_ATTEMPTS = 3
@@ -128,6 +129,8 @@ class Input:
     columns: tuple[str, ...]  # the ones it has, in the order asked for
     missing: tuple[str, ...]  # the ones it lacks
     parquet: bool
+    chunk_rows: int = CHUNK_ROWS  # Parquet rows per chunk
+    csv_block_bytes: int = CSV_BLOCK_BYTES  # CSV bytes per chunk
 
     def chunks(self) -> Iterator[pd.DataFrame]:
         """The file's rows, chunk by chunk, as text frames of ``columns``."""
@@ -145,7 +148,7 @@ class Input:
         try:
             reader = pacsv.open_csv(
                 stream,
-                read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES),
+                read_options=pacsv.ReadOptions(block_size=self.csv_block_bytes),
                 convert_options=pacsv.ConvertOptions(
                     column_types=dict.fromkeys(self.columns, pa.string()),
                     include_columns=list(self.columns),
@@ -162,7 +165,7 @@ class Input:
         with self.location.filesystem.open_input_file(self.location.path) as handle:
             parquet = pq.ParquetFile(handle)
             yield from _read_all(
-                parquet.iter_batches(batch_size=CHUNK_ROWS, columns=list(self.columns)),
+                parquet.iter_batches(batch_size=self.chunk_rows, columns=list(self.columns)),
                 self.location,
             )
 
@@ -189,7 +192,13 @@ def _as_text(batch: pa.RecordBatch) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
 
 
-def open_input(uri: str, wanted: tuple[str, ...]) -> Input:
+def open_input(
+    uri: str,
+    wanted: tuple[str, ...],
+    *,
+    chunk_rows: int = CHUNK_ROWS,
+    csv_block_bytes: int = CSV_BLOCK_BYTES,
+) -> Input:
     """Open ``uri`` for reading ``wanted`` columns; `DataError` if it cannot be read at all."""
     import pyarrow.fs as pafs
 
@@ -209,7 +218,7 @@ def open_input(uri: str, wanted: tuple[str, ...]) -> Input:
         raise DataError(f"{uri}: not a readable {kind} file ({first_line(exc)})") from None
     present = tuple(c for c in wanted if c in names)
     missing = tuple(c for c in wanted if c not in names)
-    return Input(location, present, missing, parquet)
+    return Input(location, present, missing, parquet, chunk_rows, csv_block_bytes)
 
 
 def _is_parquet(location: Location) -> bool:
@@ -238,7 +247,7 @@ def _csv_names(location: Location) -> list[str]:
     with location.filesystem.open_input_stream(location.path, compression="detect") as stream:
         reader = pacsv.open_csv(
             stream,
-            read_options=pacsv.ReadOptions(block_size=1 << 16),
+            read_options=pacsv.ReadOptions(block_size=HEADER_BLOCK_BYTES),
             convert_options=pacsv.ConvertOptions(strings_can_be_null=False),
         )
         return list(reader.schema.names)
@@ -284,8 +293,12 @@ class ParquetOutput:
             raise
 
     def write(self, frame: pd.DataFrame) -> None:
-        table = pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False)
-        self.writer.write_table(table)
+        self.writer.write_table(
+            pa.Table.from_arrays(
+                [_arrow_column(frame[field.name], field.type) for field in self.schema],
+                schema=self.schema,
+            )
+        )
 
     def commit(self) -> None:
         self.writer.close()
@@ -295,6 +308,14 @@ class ParquetOutput:
         with contextlib.suppress(OSError, pa.ArrowException):
             self.writer.close()
         self.file.abort()
+
+
+def _arrow_column(values: pd.Series, arrow_type: pa.DataType) -> pa.Array:
+    """One column for Arrow; time-zone-aware times as UTC instants (pyarrow's own
+    conversion reads ``Series.values``, which pandas deprecates for them)."""
+    if pa.types.is_timestamp(arrow_type):
+        return pa.array(values.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(), arrow_type)
+    return pa.array(values.to_numpy(), type=arrow_type, from_pandas=True)
 
 
 def write_text(location: Location, text: str) -> None:
