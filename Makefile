@@ -29,7 +29,8 @@ $(VENV)/.installed: $(UV) pyproject.toml uv.lock
 	@touch $@
 
 .PHONY: install
-install: $(VENV)/.installed ## Create .venv and install the locked dependencies
+install: $(VENV)/.installed ## Create .venv and install the locked dependencies (and Java for Spark)
+	@scripts/ensure-java.sh
 
 .PHONY: demo
 demo: install ## Run the whole pipeline (dvc repro) and show the metrics
@@ -178,6 +179,27 @@ REFERENCE ?= data/prepared/train.csv
 drift: install ## Compare CURRENT=file.csv with the training data; exit 1 on drift (docs/monitoring.md)
 	$(if $(CURRENT),,$(error usage: make drift CURRENT=path/to/recent.csv [REFERENCE=$(REFERENCE)]))
 	churn drift --reference "$(REFERENCE)" --current "$(CURRENT)" --report reports/drift.html --json reports/drift.json
+
+# Batch scoring (docs/scoring.md): make score INPUT=records.csv [OUTPUT=...]
+# [ENGINE=spark] [OVERWRITE=1]. INPUT and OUTPUT may be s3://bucket/key
+# (AWS_* variables, AWS_ENDPOINT_URL for an S3-compatible store).
+INPUT ?=
+OUTPUT ?= reports/scores/scores.parquet
+ENGINE ?= local
+OVERWRITE ?=
+
+.PHONY: score
+score: install ## Score INPUT (CSV/Parquet, path or s3://) into OUTPUT; exit 1 if rows were rejected
+	$(if $(INPUT),,$(error usage: make score INPUT=path/or/s3://bucket/key [OUTPUT=$(OUTPUT)] [ENGINE=spark] [OVERWRITE=1]))
+	churn score --input "$(INPUT)" --output "$(OUTPUT)" --engine "$(ENGINE)" $(if $(OVERWRITE),--overwrite)
+
+.PHONY: score-report
+score-report: install ## Markdown of the scoring run at OUTPUT, with reports/drift.json when present
+	churn score-report --output "$(OUTPUT)" $(if $(wildcard reports/drift.json),--drift-json reports/drift.json)
+
+.PHONY: bench-score
+bench-score: install ## Batch scoring rows/s and peak memory on 100k, 1M, 10M rows: local, Spark, ONNX floor
+	python bench/score.py --rows 100000 1000000 10000000 --out bench/results
 
 .PHONY: clean
 clean: ## Remove the environments and caches (keeps data, models, MLflow runs)

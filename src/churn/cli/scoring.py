@@ -82,3 +82,25 @@ def score(  # noqa: PLR0917 (typer: one parameter per option)
     typer.echo(summary.render())
     if summary.rejected:
         raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+@app.command("score-report")
+def score_report(
+    output: Annotated[str, typer.Option(help="The scores a `churn score` run wrote.")],
+    drift_json: Annotated[
+        Path | None,
+        typer.Option(
+            "--drift-json", help="`churn drift --json` of the same input.", dir_okay=False
+        ),
+    ] = None,
+) -> None:
+    """Markdown of a scoring run (its summary beside OUTPUT) for a job summary or a review.
+
+    Counts, rejects, the model's version and hash, the score distribution and,
+    with --drift-json, `churn drift`'s verdict on the same input. Exit 2 when
+    the summary cannot be read.
+    """
+    from churn.scoring.report import markdown
+
+    with errors_as_exit_codes():
+        typer.echo(markdown(output, drift_json))
