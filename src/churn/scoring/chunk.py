@@ -20,7 +20,7 @@ import pandas as pd
 
 from churn.core.data import clean
 from churn.core.errors import ContractError
-from churn.scoring.rows import reasons
+from churn.scoring.rows import check
 
 if TYPE_CHECKING:
     from churn.core.contract import Contract
@@ -53,7 +53,9 @@ class Stamp:
 class ChunkResult:
     scored: pd.DataFrame  # the id, then SCORE_COLUMNS
     rejected: pd.DataFrame  # the id, REASON, then the other input columns as read (text)
-    features: pd.DataFrame  # the scored rows' features, typed (for the summary's bin counts)
+    # The scored rows' features (for the summary's bin counts): numbers, and level codes.
+    numbers: dict[str, np.ndarray]
+    codes: dict[str, np.ndarray]
 
 
 def input_columns(contract: Contract) -> tuple[str, ...]:
@@ -73,18 +75,24 @@ def score_chunk(text: pd.DataFrame, domain: Domain, model: OnnxModel, stamp: Sta
     """Check and score one chunk of records (every input column as text, as read)."""
     contract = domain.contract
     frame = clean(text, domain)
-    why = reasons(frame, contract)
-    ok = why == ""
-    valid = frame.loc[ok]
-    columns = {
-        name: pd.to_numeric(valid[name]).to_numpy(dtype=np.float64) for name in model.numeric
-    }
-    columns |= {name: valid[name].to_numpy(dtype=object) for name in model.categorical}
-    probabilities = model.predict_columns(columns) if len(valid) else np.empty(0, dtype=np.float64)
-    rows = len(valid)
+    checked = check(frame, contract)
+    ok = checked.valid
+    rows = int(np.count_nonzero(ok))
+    numbers = {name: values[ok] for name, values in checked.numbers.items()}
+    codes = {name: values[ok] for name, values in checked.codes.items()}
+    if rows:
+        # What /predict feeds the session: float32 numbers, the levels' own strings.
+        levels = contract.levels_by_column
+        numeric = np.column_stack([numbers[name] for name in model.numeric]).astype(np.float32)
+        categorical = np.column_stack(
+            [np.asarray(levels[name], dtype=object)[codes[name]] for name in model.categorical]
+        )
+        probabilities = model.predict(numeric, categorical)
+    else:
+        probabilities = np.empty(0, dtype=np.float64)
     scored = pd.DataFrame(
         {
-            contract.id.name: valid[contract.id.name].astype(str).to_numpy(dtype=object),
+            contract.id.name: frame[contract.id.name].to_numpy(dtype=object)[ok],
             PROBABILITY: probabilities,
             DECISION: probabilities >= stamp.threshold,
             THRESHOLD: np.full(rows, stamp.threshold, dtype=np.float64),
@@ -97,11 +105,10 @@ def score_chunk(text: pd.DataFrame, domain: Domain, model: OnnxModel, stamp: Sta
     rejected = pd.DataFrame(
         {
             contract.id.name: rejected_text[contract.id.name].to_numpy(dtype=object),
-            REASON: why[~ok],
+            REASON: checked.reasons[~ok],
         },
         index=rejected_text.index,  # positions in the chunk
     )
     for name in contract.feature_names:
         rejected[name] = rejected_text[name].to_numpy(dtype=object)
-    features = valid[list(contract.feature_names)]
-    return ChunkResult(scored, rejected, features)
+    return ChunkResult(scored, rejected, numbers, codes)

@@ -161,7 +161,8 @@ def run(
                 result.scored[steps.PROBABILITY].to_numpy(),
                 result.scored[steps.DECISION].to_numpy(),
                 len(result.rejected),
-                result.features,
+                result.numbers,
+                result.codes,
             )
         if summary.read == 0:
             raise DataError(f"{input_uri}: no rows to score (a header and nothing else)")

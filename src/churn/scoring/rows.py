@@ -18,10 +18,13 @@ the scoring memory bound is one chunk (docs/scoring.md).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -72,8 +75,43 @@ def _missing(values: pd.Series, suspects: np.ndarray | None = None) -> np.ndarra
     return missing
 
 
-def reasons(frame: pd.DataFrame, contract: Contract) -> np.ndarray:
-    """Why each row of ``frame`` breaks the contract ("" for a valid row), in row order.
+@dataclass(frozen=True)
+class Checked:
+    """A chunk after the checks: the reasons, and the parsed values the model needs.
+
+    ``numbers`` holds each numeric feature as float64 (NaN where it did not
+    parse); ``codes`` each categorical feature as the position of its level in
+    the contract (-1: not a level). Both cover every row; the valid rows'
+    values are the model's input and the summary's bin counts, so nothing is
+    parsed twice.
+    """
+
+    reasons: np.ndarray  # "" for a valid row
+    numbers: dict[str, np.ndarray]
+    codes: dict[str, np.ndarray]
+
+    @property
+    def valid(self) -> np.ndarray:
+        return np.asarray(self.reasons == "", dtype=bool)
+
+
+def level_codes(values: pd.Series, levels: tuple[str, ...]) -> np.ndarray:
+    """The position of each value among ``levels`` (-1 when it is none of them).
+
+    One hash lookup per value in Arrow (``index_in``), no Python string per row.
+    """
+    try:
+        array = pa.array(values, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed objects: compare their text
+        array = pa.array(values.astype("string"), from_pandas=True)
+    if not pa.types.is_string(array.type):
+        array = pc.cast(array, pa.string())
+    codes = pc.index_in(array, value_set=pa.array(levels, type=pa.string()))
+    return np.asarray(codes.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def check(frame: pd.DataFrame, contract: Contract) -> Checked:
+    """Check every row of ``frame`` against the contract, in row order.
 
     ``frame`` is a cleaned chunk (`churn.core.data.clean`: the domain's repairs
     applied, numbers typed where they parse) holding the id and every
@@ -95,33 +133,49 @@ def reasons(frame: pd.DataFrame, contract: Contract) -> np.ndarray:
     found.add(
         bad_id, lambda i: f"{contract.id.name}: {column.iat[i]!r} does not match the id pattern"
     )
-    for numeric in contract.numeric:
-        _check_number(found, frame[numeric.name], numeric.name, numeric.kind, numeric)
-    for categorical in contract.categorical:
-        _check_level(found, frame[categorical.name], categorical.name, categorical.levels)
+    numbers = {
+        numeric.name: _check_number(found, frame[numeric.name], numeric.name, numeric.kind, numeric)
+        for numeric in contract.numeric
+    }
+    codes = {
+        categorical.name: _check_level(
+            found, frame[categorical.name], categorical.name, categorical.levels
+        )
+        for categorical in contract.categorical
+    }
+    levels = contract.levels_by_column
     for rule in contract.implications:
-        when = np.asarray(frame[rule.when].eq(rule.when_value).fillna(value=False), dtype=bool)
+        when = codes[rule.when] == levels[rule.when].index(rule.when_value)
         for name in rule.then:
-            then = np.asarray(frame[name].eq(rule.then_value).fillna(value=False), dtype=bool)
+            then = codes[name] == levels[name].index(rule.then_value)
             message = (
                 f"{name} must be {rule.then_value!r} exactly when {rule.when} is "
                 f"{rule.when_value!r}"
             )
             found.add(when != then, _constant(message))
-    return found.result()
+    return Checked(found.result(), numbers, codes)
 
 
-def _check_level(found: _Reasons, values: pd.Series, name: str, levels: tuple[str, ...]) -> None:
-    outside = ~np.asarray(values.isin(levels), dtype=bool)
+def reasons(frame: pd.DataFrame, contract: Contract) -> np.ndarray:
+    """Why each row of ``frame`` breaks the contract ("" for a valid row), in row order."""
+    return check(frame, contract).reasons
+
+
+def _check_level(
+    found: _Reasons, values: pd.Series, name: str, levels: tuple[str, ...]
+) -> np.ndarray:
+    codes = level_codes(values, levels)
+    outside = codes < 0
     missing = _missing(values, outside)
     found.add(missing, lambda _: f"{name} is missing")
     unknown = outside & ~missing
     found.add(unknown, lambda i: f"{name}: {values.iat[i]!r} is not one of its levels")
+    return codes
 
 
 def _check_number(
     found: _Reasons, values: pd.Series, name: str, kind: str, limits: Numeric
-) -> None:
+) -> np.ndarray:
     numbers = pd.to_numeric(values, errors="coerce").astype("float64").to_numpy(na_value=np.nan)
     missing = _missing(values, np.isnan(numbers))
     found.add(missing, lambda _: f"{name} is missing")
@@ -137,3 +191,4 @@ def _check_number(
         outside,
         lambda i: f"{name}: {numbers[i]:g} is outside {limits.min_value:g}..{limits.max_value:g}",
     )
+    return numbers

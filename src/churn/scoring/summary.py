@@ -78,18 +78,25 @@ class Summary:
         probabilities: np.ndarray,
         decisions: np.ndarray,
         rejected: int,
-        features: pd.DataFrame,
+        numbers: dict[str, np.ndarray],
+        codes: dict[str, np.ndarray],
     ) -> None:
+        """Count one chunk: its scores, and its scored rows' features (``numbers`` as
+        float64, ``codes`` as positions among the contract's levels, the profile's bins)."""
         self.read += len(probabilities) + rejected
         self.scored += len(probabilities)
         self.rejected += rejected
         self.flagged += int(np.count_nonzero(decisions))
         self.probability_sum += float(np.sum(probabilities))
         self.scores += score_counts(probabilities)
-        if self.profile is None or not len(features):
+        if self.profile is None or not len(probabilities):
             return
         for feature in self.profile.reference.features:
-            counts = feature_counts(feature, features[feature.name])
+            if feature.kind == "numeric":
+                counts = feature.bin_counts(numbers[feature.name])
+            else:
+                counts = np.bincount(codes[feature.name], minlength=len(feature.levels))
+                counts = counts.astype(np.int64)
             previous = self.bins.get(feature.name)
             self.bins[feature.name] = counts if previous is None else previous + counts
 
