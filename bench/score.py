@@ -13,7 +13,10 @@ generator's memory does not grow with the size) into a Parquet file, then:
 Per run: wall seconds, rows per second, and peak RSS from ``os.wait4``
 (``ru_maxrss``: the largest of the process and the children it waited for;
 for Spark that is the JVM or a Python worker, whichever peaked higher, not
-their sum). Results go to ``--out`` as JSON and a Markdown table (bench/README.md).
+their sum). Linux keeps a child's ``ru_maxrss`` across ``exec`` from the
+moment it was forked, so this script stays small: it imports nothing heavy
+and generates the input and measures the floor in child processes of their
+own. Results go to ``--out`` as JSON and a Markdown table (bench/README.md).
 
     python bench/score.py --rows 100000 1000000 --out bench/results
 """
@@ -30,16 +33,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from churn.core.domain import load_domain
-from churn.pipeline.synth import generate
-from churn.scoring.storage import CHUNK_ROWS
-from churn.serving import loader
-from churn.serving.settings import ServingSettings
-
 PIECE_ROWS = 250_000
 
 
@@ -54,6 +47,13 @@ class Run:
 
 def write_input(path: Path, rows: int) -> None:
     """``rows`` synthetic records in a Parquet file, written piece by piece."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from churn.core.domain import load_domain
+    from churn.pipeline.synth import generate
+    from churn.scoring.storage import CHUNK_ROWS
+
     contract = load_domain().contract
     writer: pq.ParquetWriter | None = None
     try:
@@ -89,6 +89,14 @@ def run_score(rows: int, source: Path, out: Path, engine: str, model_dir: Path) 
 
 def onnx_floor(rows: int, source: Path, model_dir: Path) -> Run:
     """Rows/s of the model alone: ``session.run`` on arrays prepared beforehand."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from churn.core.domain import load_domain
+    from churn.scoring.storage import CHUNK_ROWS
+    from churn.serving import loader
+    from churn.serving.settings import ServingSettings
+
     domain = load_domain()
     model = loader.load(ServingSettings(model_dir=model_dir), domain.contract).model
     seconds = 0.0
@@ -117,7 +125,24 @@ def markdown(runs: list[Run]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def in_child(*args: str) -> str:
+    """This script with ``args`` in a process of its own; its stdout."""
+    done = subprocess.run(
+        [sys.executable, __file__, *args], capture_output=True, text=True, check=False
+    )
+    if done.returncode:
+        raise RuntimeError(f"{args[0]} failed:\n{done.stderr[-2000:]}")
+    return done.stdout
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--write-input"]:  # child: generate the input
+        write_input(Path(sys.argv[2]), int(sys.argv[3]))
+        return
+    if sys.argv[1:2] == ["--floor"]:  # child: the ONNX floor, as JSON
+        run = onnx_floor(int(sys.argv[3]), Path(sys.argv[2]), Path(sys.argv[4]))
+        print(json.dumps(asdict(run)))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--model-dir", type=Path, default=Path("models"))
@@ -129,9 +154,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-score-") as tmp:
         for rows in args.rows:
             source = Path(tmp) / f"records-{rows}.parquet"
-            write_input(source, rows)
+            in_child("--write-input", str(source), str(rows))
             engines = ["local"] + ([] if args.no_spark else [f"spark {args.spark_master}"])
-            runs.append(onnx_floor(rows, source, args.model_dir))
+            floor = in_child("--floor", str(source), str(rows), str(args.model_dir))
+            runs.append(Run(**json.loads(floor)))
             for engine in engines:
                 out = Path(tmp) / f"scores-{rows}-{engine.split()[0]}.parquet"
                 runs.append(run_score(rows, source, out, engine, args.model_dir))
