@@ -164,10 +164,17 @@ class Input:
 
         with self.location.filesystem.open_input_file(self.location.path) as handle:
             parquet = pq.ParquetFile(handle)
-            yield from _read_all(
-                parquet.iter_batches(batch_size=self.chunk_rows, columns=list(self.columns)),
-                self.location,
-            )
+            # One row group at a time: a reader over the whole file pre-buffers
+            # every row group it has read until it is done (memory grew with the
+            # file: 24 -> 83 MiB of Arrow buffers over a 3M-row file); per row
+            # group, it holds one row group's compressed bytes at most.
+            for group in range(parquet.num_row_groups):
+                yield from _read_all(
+                    parquet.iter_batches(
+                        batch_size=self.chunk_rows, columns=list(self.columns), row_groups=[group]
+                    ),
+                    self.location,
+                )
 
 
 def _read_all(batches: Any, location: Location) -> Iterator[pa.RecordBatch]:
