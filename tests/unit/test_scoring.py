@@ -178,3 +178,23 @@ def test_a_failed_run_leaves_no_output(
         local.run(str(source), outputs, domain=domain, model=small_model, csv_block_bytes=1 << 15)
     assert out.is_dir()  # the writers had started
     assert list(out.iterdir()) == []
+
+
+def test_the_report_shows_counts_model_and_drift(
+    raw_sample: pd.DataFrame, domain: Domain, small_model: LoadedModel, tmp_path: Path
+) -> None:
+    from churn.scoring.report import markdown
+
+    broken = raw_sample.copy()
+    broken.loc[0, domain.contract.id.name] = ""
+    summary, _, _ = score(broken, tmp_path, domain, small_model)
+    drift_json = tmp_path / "drift.json"
+    drift_json.write_text(
+        json.dumps({"drift": True, "drifted_features": ["a", "b"], "reference": {"source": "x"}})
+    )
+    text = markdown(str(tmp_path / "out" / "scores.parquet"), drift_json)
+    assert f"| {summary.read:,} | {summary.scored:,} | 1 |" in text
+    assert small_model.sha256 in text
+    assert "**DRIFT** (a, b)" in text
+    with pytest.raises(DataError, match="no such file"):
+        markdown(str(tmp_path / "elsewhere.parquet"))
