@@ -70,7 +70,13 @@ def session(master: str | None = None, app_name: str = "churn-score") -> SparkSe
     builder = SparkSession.builder.appName(app_name)
     # Under spark-submit the master is spark-submit's (--master); otherwise ours.
     if master or "SPARK_ENV_LOADED" not in os.environ:
-        builder = builder.master(master or os.environ.get("SPARK_MASTER", DEFAULT_MASTER))
+        chosen = master or os.environ.get("SPARK_MASTER", DEFAULT_MASTER)
+        builder = builder.master(chosen)
+        if chosen.startswith("local"):
+            # Local workers run this interpreter (this environment, with churn
+            # installed), not whichever `python3` comes first on PATH. PySpark
+            # reads the variable when it creates the context.
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     return (
         builder.config("spark.sql.execution.arrow.maxRecordsPerBatch", str(CHUNK_ROWS))
         .config("spark.sql.session.timeZone", "UTC")
