@@ -100,6 +100,7 @@ def export_onnx(pipeline: Pipeline, contract: Contract) -> bytes:
             initial_types=inputs,
             options={id(classifier): {"zipmap": False}},
             name=ONNX_GRAPH_NAME,  # skl2onnx's default is random: bytes would differ per run
+            custom_conversion_functions=_converter_fixes(),
         )
     except Exception as exc:  # skl2onnx raises assorted errors per converter
         reason = first_line(exc, 200)
@@ -117,15 +118,60 @@ def export_onnx(pipeline: Pipeline, contract: Contract) -> bytes:
     return serialized
 
 
+def _converter_fixes() -> dict[type, Any]:
+    """skl2onnx's own converters, wrapped where they break with today's libraries.
+
+    The histogram gradient boosting converter (skl2onnx 1.20) writes a leaf's
+    ``nodes_missing_value_tracks_true`` flag as a Python ``False`` into an
+    integer list; protobuf 7 refuses booleans in integer fields ("Expected an
+    int, got a boolean"), so the whole export failed. The wrapper hands the
+    converter a container that turns those flags into 0/1 before the node is
+    made: the same graph skl2onnx would build under protobuf < 7.
+    """
+    from skl2onnx.operator_converters.random_forest import (
+        convert_sklearn_random_forest_classifier,
+    )
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    def hist_gradient_boosting(scope: Any, operator: Any, container: Any) -> None:
+        convert_sklearn_random_forest_classifier(scope, operator, _IntegerFlags(container))
+
+    return {HistGradientBoostingClassifier: hist_gradient_boosting}
+
+
+class _IntegerFlags:
+    """A skl2onnx container whose ``add_node`` writes boolean list attributes as 0/1."""
+
+    def __init__(self, container: Any) -> None:
+        self._container = container
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._container, name)
+
+    def add_node(self, *args: Any, **attributes: Any) -> Any:
+        fixed = {
+            key: [int(item) for item in value] if _has_booleans(value) else value
+            for key, value in attributes.items()
+        }
+        return self._container.add_node(*args, **fixed)
+
+
+def _has_booleans(value: Any) -> bool:
+    return isinstance(value, list) and any(isinstance(item, bool | np.bool_) for item in value)
+
+
 def _stack_inputs(graph: Any, contract: Contract) -> None:
     """Replace the one-input-per-feature signature with two stacked inputs.
 
     skl2onnx names one ``[n, 1]`` input per column. A ``Split`` node per kind
     turns ``numeric`` ``[n, n_numeric]`` and ``categorical`` ``[n, n_categorical]``
     back into those tensors, so the converted graph is unchanged behind them
-    and a caller feeds two arrays instead of one per feature.
+    and a caller feeds two arrays instead of one per feature. skl2onnx picks
+    the lowest opset its converters need (11 for logistic regression, 13 or
+    more for the tree ensembles); from opset 13 on, ``Split`` takes the
+    widths as an input, not an attribute.
     """
-    from onnx import TensorProto, checker, helper
+    from onnx import TensorProto, checker, helper, numpy_helper
 
     from churn.serving.onnx_model import CATEGORICAL_INPUT, NUMERIC_INPUT
 
@@ -139,10 +185,20 @@ def _stack_inputs(graph: Any, contract: Contract) -> None:
             ),
         ]
     )
-    splits = [
-        helper.make_node("Split", [source], names, axis=1, split=[1] * len(names), name=source)
-        for source, names in ((NUMERIC_INPUT, numeric), (CATEGORICAL_INPUT, categorical))
-    ]
+    opset = max(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx"))
+    splits = []
+    for source, names in ((NUMERIC_INPUT, numeric), (CATEGORICAL_INPUT, categorical)):
+        widths = [1] * len(names)
+        if opset < SPLIT_INPUT_OPSET:
+            splits.append(
+                helper.make_node("Split", [source], names, axis=1, split=widths, name=source)
+            )
+            continue
+        widths_name = f"{source}_widths"
+        graph.graph.initializer.append(
+            numpy_helper.from_array(np.array(widths, dtype=np.int64), widths_name)
+        )
+        splits.append(helper.make_node("Split", [source, widths_name], names, axis=1, name=source))
     nodes = list(graph.graph.node)
     del graph.graph.node[:]
     graph.graph.node.extend(splits + nodes)
@@ -191,6 +247,8 @@ _SKOPS_IDS = re.compile(r'("__id__": |"file": ")(\d+)')
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 SKOPS_SCHEMA = "schema.json"
 ONNX_GRAPH_NAME = "pipeline"
+# The ONNX opset from which `Split` reads its output widths from an input.
+SPLIT_INPUT_OPSET = 13
 
 
 def canonical_skops(data: bytes) -> bytes:
