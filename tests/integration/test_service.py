@@ -28,13 +28,16 @@ from fastapi import FastAPI
 from churn.core.artifacts import CARD_FILE, ONNX_FILE, ModelCard
 from churn.core.contract import Contract, api_name
 from churn.core.data import features
+from churn.core.domain import Domain
+from churn.core.params import Params
+from churn.pipeline.model import ONNX_TOLERANCE
 from churn.serving.app import create_app
 from churn.serving.loader import LoadedModel
 from churn.serving.records import to_api_records
 from churn.serving.schemas import Schemas
 from churn.serving.settings import ServingSettings
 from tests.support.asgi import AppClient
-from tests.support.models import TrainedModel, copy_model
+from tests.support.models import ESTIMATORS, TrainedModel, copy_model, train_model
 from tests.support.servers import Server, serve_and_fail
 
 pytestmark = pytest.mark.integration
@@ -296,6 +299,38 @@ def test_a_real_port_answers_as_the_app_in_process(
     # The same answer but for the request id, which the server makes for each request.
     assert remote.pop("request_id") != local.pop("request_id")
     assert remote == local
+
+
+def test_every_estimator_params_offers_is_served_by_churn_serve(
+    serve: Callable[..., Server],
+    raw_real: pd.DataFrame,
+    *,
+    params: Params,
+    domain: Domain,
+    contract: Contract,
+    tmp_path: Path,
+) -> None:
+    """The service knows nothing of the estimator: any model `train` writes (its ONNX
+    with the two stacked inputs) is loaded, self-checked and answers like its pipeline."""
+    for estimator in ESTIMATORS:
+        if estimator == params.train.estimator:
+            continue  # the default model is served by every other test here
+        train_params = params.train.model_copy(update={"estimator": estimator, "cv_folds": 2})
+        trained = train_model(raw_real, params, domain, tmp_path / estimator, train_params)
+        requests = to_api_records(trained.test, contract)
+        limit = ServingSettings().max_batch_size
+        scores: list[float] = []
+        with serve(trained.directory).client() as client:
+            info = client.get("/model").json()
+            for start in range(0, len(requests), limit):
+                batch = {"records": requests[start : start + limit]}
+                response = client.post("/predict/batch", json=batch)
+                assert response.status_code == 200, response.text
+                scores += [p["probability"] for p in response.json()["predictions"]]
+        assert info["estimator"] == estimator
+        expected = trained.pipeline.predict_proba(features(trained.test, contract))[:, 1]
+        assert len(scores) == len(expected)
+        assert np.max(np.abs(np.array(scores) - expected)) <= ONNX_TOLERANCE
 
 
 def test_oversized_chunked_body_gets_413(server: Server, api: Schemas) -> None:

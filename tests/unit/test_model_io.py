@@ -16,9 +16,9 @@ from churn.core.data import clean, features, label
 from churn.core.domain import Domain
 from churn.core.errors import ModelError
 from churn.core.params import Params
-from churn.pipeline.model import build_pipeline, load_model, save_model
+from churn.pipeline.model import ONNX_TOLERANCE, build_pipeline, load_model, save_model
 from tests.support.bad_data import unknown
-from tests.support.models import fit_and_write
+from tests.support.models import ESTIMATORS, fit_and_write
 
 
 def _fit_and_save(
@@ -43,7 +43,7 @@ def _fit_and_save(
     return pipeline
 
 
-@pytest.mark.parametrize("estimator", ["logistic_regression", "hist_gradient_boosting"])
+@pytest.mark.parametrize("estimator", ESTIMATORS)
 def test_round_trip_gives_identical_predictions(
     params: Params, raw_sample: pd.DataFrame, domain: Domain, tmp_path: Path, estimator: str
 ) -> None:
@@ -97,15 +97,16 @@ def test_missing_model_or_card_is_refused(tmp_path: Path) -> None:
         load_model(tmp_path)
 
 
+@pytest.mark.parametrize("estimator", ESTIMATORS)
 def test_training_twice_writes_the_same_bytes(
-    params: Params, domain: Domain, sample_csv: Path, tmp_path: Path
+    params: Params, domain: Domain, sample_csv: Path, tmp_path: Path, estimator: str
 ) -> None:
     """skops names entries after object ids and skl2onnx names graphs at random:
     `save_model` and `export_onnx` make both canonical, so a DVC hash names a recipe."""
     from churn.core.data import read_csv
 
     frame = clean(read_csv(sample_csv), domain)
-    train_params = params.train.model_copy(update={"cv_folds": 2})
+    train_params = params.train.model_copy(update={"cv_folds": 2, "estimator": estimator})
     written = []
     for run in ("first", "second"):
         directory = tmp_path / run
@@ -115,6 +116,9 @@ def test_training_twice_writes_the_same_bytes(
     assert written[0].keys() == written[1].keys()
     for name, content in written[0].items():
         assert content == written[1][name], f"{name} differs between two trainings"
+    card = ModelCard.read(tmp_path / "first" / CARD_FILE)
+    assert card.estimator == estimator
+    assert card.onnx_max_abs_diff <= ONNX_TOLERANCE
 
 
 # Two string-hash seeds under which skl2onnx listed its opsets in other orders.
@@ -130,13 +134,14 @@ print(hashlib.sha256(export_onnx(pipeline, load_domain().contract)).hexdigest())
 """
 
 
+@pytest.mark.parametrize("estimator", ESTIMATORS)
 def test_the_onnx_export_does_not_depend_on_the_string_hash_seed(
-    params: Params, raw_sample: pd.DataFrame, domain: Domain, tmp_path: Path
+    params: Params, raw_sample: pd.DataFrame, domain: Domain, tmp_path: Path, estimator: str
 ) -> None:
     """Each `churn train` is a new process with a new ``PYTHONHASHSEED``: the
     export must not follow the iteration order of a set of strings."""
     frame = clean(raw_sample, domain)
-    _fit_and_save(params, frame, tmp_path, params.train.estimator, domain.contract)
+    _fit_and_save(params, frame, tmp_path, estimator, domain.contract)
     digests = {
         seed: subprocess.run(
             [sys.executable, "-c", EXPORT, str(tmp_path / MODEL_FILE)],
