@@ -92,14 +92,21 @@ def stamp_of(model: LoadedModel) -> steps.Stamp:
     )
 
 
-def model_facts(model: LoadedModel) -> dict[str, object]:
-    return {
-        "version": model.version,
-        "sha256": model.sha256,
-        "threshold": model.card.threshold,
-        "source": model.source,
-        "estimator": model.card.estimator,
-    }
+def new_summary(input_uri: str, outputs: Outputs, model: LoadedModel) -> Summary:
+    """The summary of a run that has counted nothing yet (either engine)."""
+    return Summary(
+        source=input_uri,
+        output=outputs.scores.uri,
+        rejects=outputs.rejects.uri,
+        model={
+            "version": model.version,
+            "sha256": model.sha256,
+            "threshold": model.card.threshold,
+            "source": model.source,
+            "estimator": model.card.estimator,
+        },
+        profile=model.drift_profile,
+    )
 
 
 def run(
@@ -134,13 +141,7 @@ def run(
         )
     outputs.refuse_existing(overwrite=overwrite)
     stamp = stamp_of(model)
-    summary = Summary(
-        source=input_uri,
-        output=outputs.scores.uri,
-        rejects=outputs.rejects.uri,
-        model=model_facts(model),
-        profile=model.drift_profile,
-    )
+    summary = new_summary(input_uri, outputs, model)
     scores = ParquetOutput(outputs.scores, scores_schema(contract))
     try:
         rejects = ParquetOutput(outputs.rejects, rejects_schema(contract))

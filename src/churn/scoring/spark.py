@@ -39,7 +39,7 @@ from churn.core.domain import DOMAIN_ENV, load_domain
 from churn.core.errors import DataError
 from churn.scoring import chunk as steps
 from churn.scoring.local import (
-    model_facts,
+    new_summary,
     rejects_schema,
     scores_schema,
     stamp_of,
@@ -279,13 +279,7 @@ def _summarise(  # noqa: PLR0917 (the job's frames, then what the summary names)
     """The same summary as the single process: counts from Spark aggregates."""
     from pyspark.sql import functions as F  # noqa: N812
 
-    summary = Summary(
-        source=input_uri,
-        output=outputs.scores.uri,
-        rejects=outputs.rejects.uri,
-        model=model_facts(model),
-        profile=model.drift_profile,
-    )
+    summary = new_summary(input_uri, outputs, model)
     probability = F.col(steps.PROBABILITY)
     bins = F.least(F.greatest((probability * 10).cast("long"), F.lit(0)), F.lit(9))
     histogram: dict[int, int] = dict(scored.groupBy(bins.alias("bin")).count().collect())
