@@ -234,24 +234,31 @@ def test_the_default_namespace_is_each_overlays() -> None:
         assert overlay_namespace(overlay) == f"churn-{overlay}"
 
 
+def deploy_calls(slot: str, size: int, image: str, live_slot: str | None) -> list[list[str]]:
+    """A whole deploy to ``slot``: start it, smoke it directly, size both colours,
+    switch, smoke the public Service."""
+    other = "green" if slot == "blue" else "blue"
+    return [
+        *prepare(),
+        *start(slot, size, image, live_slot=live_slot),
+        forward(f"service/{NAME}-{slot}"),
+        with_sha(smoke(f"service/{NAME}-{slot}")),
+        replicas(other),
+        replicas(slot),
+        *switch(slot),
+        forward(f"service/{NAME}"),
+        forward(f"service/{NAME}"),
+        with_sha(smoke(f"service/{NAME}")),
+    ]
+
+
 def test_first_deploy_starts_blue_at_the_hpa_minimum_then_switches(cluster: Cluster) -> None:
     result = cluster.run("deploy", OLD)
 
     assert result.returncode == 0, result.stderr
     minimum = cluster.state["hpa_min"]
     assert normalised(cluster.calls()) == normalised(
-        [
-            *prepare(),
-            *start("blue", minimum, OLD, live_slot=None),
-            forward(f"service/{NAME}-blue"),
-            with_sha(smoke(f"service/{NAME}-blue")),
-            replicas("green"),
-            replicas("blue"),
-            *switch("blue"),
-            forward(f"service/{NAME}"),
-            forward(f"service/{NAME}"),
-            with_sha(smoke(f"service/{NAME}")),
-        ]
+        deploy_calls("blue", minimum, OLD, live_slot=None)
     )
     assert cluster.state["selector"] == "blue"
 
@@ -266,18 +273,7 @@ def test_a_deploy_sizes_the_new_colour_like_the_live_one_and_keeps_the_old(
 
     assert result.returncode == 0, result.stderr
     assert normalised(cluster.calls()) == normalised(
-        [
-            *prepare(),
-            *start("green", live_size, NEW, live_slot="blue"),
-            forward(f"service/{NAME}-green"),
-            with_sha(smoke(f"service/{NAME}-green")),
-            replicas("blue"),
-            replicas("green"),
-            *switch("green"),
-            forward(f"service/{NAME}"),
-            forward(f"service/{NAME}"),
-            with_sha(smoke(f"service/{NAME}")),
-        ]
+        deploy_calls("green", live_size, NEW, live_slot="blue")
     )
     state = cluster.state
     assert state["selector"] == "green"
