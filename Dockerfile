@@ -12,7 +12,11 @@
 # from `dvc repro` (or `dvc pull`): build after the pipeline has run.
 
 # Builder and runtime must share the base image: the venv links to its Python.
-ARG PYTHON_IMAGE=python:3.11-slim
+# Pinned by digest (the multi-platform index of python:3.11-slim, 3.11.15 on
+# Debian trixie, as docker-library/repo-info records it); the main workflow
+# builds on the same string (tests/unit/test_workflows.py checks). To move it:
+#   docker buildx imagetools inspect python:3.11-slim --format '{{.Manifest.Digest}}'
+ARG PYTHON_IMAGE=docker.io/library/python:3.11-slim@sha256:90744cff8f32887f075c47d747a173ff333e9e98801667af93c357fa9f5e28ff
 
 FROM ${PYTHON_IMAGE} AS builder
 

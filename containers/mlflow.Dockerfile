@@ -7,7 +7,7 @@
 # Keep MLFLOW_VERSION equal to mlflow's version in uv.lock: client and server
 # of one version agree on the store schema and the REST API (a test checks).
 
-ARG PYTHON_IMAGE=python:3.11-slim
+ARG PYTHON_IMAGE=docker.io/library/python:3.11-slim@sha256:90744cff8f32887f075c47d747a173ff333e9e98801667af93c357fa9f5e28ff
 
 FROM ${PYTHON_IMAGE}
 

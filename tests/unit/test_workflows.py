@@ -648,3 +648,22 @@ def test_the_kubernetes_deploy_gets_the_image_by_digest() -> None:
     for job in kubernetes_jobs("main.yml").values():
         assert steps(job)[-1]["env"]["IMAGE"] == "${{ needs.image.outputs.image-digest }}"
     assert "image-digest" in workflow["jobs"]["image"]["outputs"]
+
+
+def test_the_serving_base_image_is_pinned_by_digest_and_the_same_everywhere() -> None:
+    """The Dockerfiles' default base and the one the main workflow builds on are one
+    digest-pinned name (a tag alone can be moved under a release)."""
+    defaults = {
+        path.name: re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", path.read_text(), re.MULTILINE)
+        for path in (REPO / "Dockerfile", REPO / "containers" / "mlflow.Dockerfile")
+    }
+    built_on = {
+        match
+        for name in workflow_names()
+        for match in re.findall(r"PYTHON_IMAGE=(\S+)", (WORKFLOWS / name).read_text())
+    }
+    names = {name for found in defaults.values() for name in found} | built_on
+    assert all(found for found in defaults.values()), defaults
+    assert built_on, "no workflow names the base image"
+    assert len(names) == 1, names
+    assert re.fullmatch(r"[\w./-]+:[\w.-]+@sha256:[0-9a-f]{64}", names.pop())
