@@ -25,7 +25,6 @@ from churn.release import revision
 
 LOCK = "dvc.lock"
 DIRECTORY_SUFFIX = ".dir"
-CHUNK = 1 << 20
 
 
 class ProvenanceError(ModelError):
@@ -42,11 +41,8 @@ class Recorded:
 
 
 def file_md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
     with path.open("rb") as file:
-        while chunk := file.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(file, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
 
 
 def directory_md5(directory: Path) -> str:
