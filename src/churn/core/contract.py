@@ -32,12 +32,28 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class Categorical(_Frozen):
-    """A text column whose values come from a fixed, ordered set of levels."""
+class _Column(_Frozen):
+    """What every feature column has: a name, whether it may be blank, a description."""
 
     name: str = Field(min_length=1)
-    levels: tuple[str, ...] = Field(min_length=1)
+    max_missing: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="The largest share of records in which the column may be blank "
+        "(0: never). Validation checks the share; the model imputes; the API accepts null.",
+    )
     description: str = ""
+
+    @property
+    def nullable(self) -> bool:
+        return self.max_missing > 0
+
+
+class Categorical(_Column):
+    """A text column whose values come from a fixed, ordered set of levels."""
+
+    levels: tuple[str, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _unique_levels(self) -> Self:
@@ -46,14 +62,12 @@ class Categorical(_Frozen):
         return self
 
 
-class Numeric(_Frozen):
+class Numeric(_Column):
     """A numeric column with an inclusive valid range (in the column's unit)."""
 
-    name: str = Field(min_length=1)
     kind: Literal["int", "float"]
     min_value: float
     max_value: float
-    description: str = ""
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
@@ -63,13 +77,26 @@ class Numeric(_Frozen):
 
 
 class Implication(_Frozen):
-    """A cross-field rule: ``when`` is ``when_value`` exactly when every column
-    in ``then`` holds ``then_value``."""
+    """A cross-field rule between categorical columns.
+
+    Both ways (the default): ``when`` is ``when_value`` exactly when every
+    column in ``then`` holds ``then_value``. One way (``one_way: true``): if
+    ``when`` is ``when_value``, every column in ``then`` holds ``then_value``;
+    other records may hold it too.
+    """
 
     when: str
     when_value: str
     then: tuple[str, ...] = Field(min_length=1)
     then_value: str
+    one_way: bool = False
+
+    def broken_by(self, when: object, then: object) -> bool:
+        """Whether one record's ``when`` value and one ``then`` column's value break the rule."""
+        holds = when == self.when_value
+        if self.one_way:
+            return holds and then != self.then_value
+        return (then == self.then_value) != holds
 
 
 class Label(Categorical):
@@ -83,6 +110,8 @@ class Label(Categorical):
 
     @model_validator(mode="after")
     def _binary(self) -> Self:
+        if self.max_missing:
+            raise ValueError(f"label {self.name}: a label is never missing (max_missing 0)")
         if len(self.levels) != 2:
             raise ValueError(f"label {self.name}: exactly two levels, got {len(self.levels)}")
         if self.positive not in self.levels:
@@ -225,9 +254,8 @@ class Contract(_Frozen):
             if self.example[cat.name] not in cat.levels:
                 problems.append(f"{cat.name}: {self.example[cat.name]!r} is not one of its levels")
         for rule in self.implications:
-            holds = self.example[rule.when] == rule.when_value
             for column in rule.then:
-                if (self.example[column] == rule.then_value) != holds:
+                if rule.broken_by(self.example[rule.when], self.example[column]):
                     problems.append(f"{column} vs {rule.when}: breaks the rule")
         return problems
 
