@@ -38,6 +38,17 @@ demo: install ## Run the whole pipeline (dvc repro) and show the metrics
 	@echo
 	churn summary
 
+# make adopt DATA=path/to/table.csv LABEL=column POSITIVE=value [ID=column]
+DATA ?=
+LABEL ?=
+POSITIVE ?=
+ID ?=
+
+.PHONY: adopt
+adopt: install ## Make your table the project's data: DATA=t.csv LABEL=col POSITIVE=value [ID=col] (docs/adopt.md)
+	$(if $(and $(DATA),$(LABEL),$(POSITIVE)),,$(error usage: make adopt DATA=path/to/table.csv LABEL=column POSITIVE=value [ID=column]))
+	churn adopt --data "$(DATA)" --label "$(LABEL)" --positive "$(POSITIVE)" $(if $(ID),--id "$(ID)")
+
 .PHONY: repro
 repro: install ## Run the pipeline stages whose inputs changed
 	dvc repro

@@ -152,10 +152,20 @@ def test_the_pipeline_trains_a_model_with_signal(fork: Repo) -> None:
 
 def example_names(contract: Contract) -> list[str]:
     """What only the example's data calls things: its column names and levels, but
-    not plain words ("Yes", "gender", "Contract" is also the machinery's type)."""
+    not plain words ("Yes", "gender", "Contract" is also the machinery's type),
+    numbers (a 0/1 flag's levels) or names of one or two characters."""
     names = [contract.id.name, *contract.feature_names]
     names += sorted({level for c in contract.categorical for level in c.levels})
-    return [name for name in names if not (name.isalpha() and name[1:].islower())]
+    return [name for name in names if not _plain(name)]
+
+
+def _plain(name: str) -> bool:
+    """A name any code may spell: a word, a number, or one or two characters."""
+    try:
+        float(name)
+    except ValueError:
+        return len(name) <= 2 or (name.isalpha() and name[1:].islower())
+    return True
 
 
 def test_no_file_outside_the_domains_names_the_example(fork: Repo, contract: Contract) -> None:
@@ -174,7 +184,9 @@ def test_no_file_outside_the_domains_speaks_the_examples_vocabulary(
 ) -> None:
     """Prose words too (the room's ``vocabulary``), in any case: the machinery says
     "record", "outcome", "positive"."""
-    assert domain.scenarios is not None and domain.scenarios.vocabulary
+    assert domain.scenarios is not None
+    if not domain.scenarios.vocabulary:
+        pytest.skip("the domain room lists no vocabulary (its scenarios.py VOCABULARY)")
     words = [arg for word in domain.scenarios.vocabulary for arg in ("-e", word)]
 
     found = fork.run("git", "grep", "-c", "-I", "-i", "-F", *words, "--", *ALLOWED, check=False)

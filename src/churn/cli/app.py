@@ -25,7 +25,7 @@ from typing import IO, Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from churn.cli import monitoring, pipeline, registry, release, scoring, serving
+from churn.cli import adopt, monitoring, pipeline, registry, release, scoring, serving
 from churn.core.blas import pin_kernels
 
 
@@ -80,7 +80,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for group in (pipeline, serving, scoring, release, registry, monitoring):
+for group in (pipeline, serving, scoring, release, registry, monitoring, adopt):
     app.add_typer(group.app)
 
 
