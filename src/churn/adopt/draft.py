@@ -8,6 +8,7 @@ the same table changes nothing.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 from churn.adopt.baseline import Baseline
@@ -140,9 +141,15 @@ def _categorical_lines(column: Column) -> list[str]:
     ]
 
 
+def _tuple_of(names: Iterable[str]) -> str:
+    """A tuple of strings as ruff formats it: ``()``, or one name per line."""
+    items = "".join(f"    {_q(name)},\n" for name in names)
+    return f"(\n{items})" if items else "()"
+
+
 def repairs_py(profile: Profile) -> str:
-    dropped = "".join(f"    {_q(d.name)},\n" for d in profile.dropped)
-    blanks = "".join(f"    {_q(t)},\n" for t in profile.blanks)
+    dropped = _tuple_of(d.name for d in profile.dropped)
+    blanks = _tuple_of(profile.blanks)
     return f'''"""Repairs of the raw table before validation (drafted by `make adopt`). YOURS.
 
 `churn.core.repairs.tidy` strips the text around every value, turns the tokens
@@ -162,11 +169,9 @@ if TYPE_CHECKING:  # the service loads the domain too, and has no pandas
     import pandas as pd
 
 # Cells that mean "no value" in this table.
-BLANKS: tuple[str, ...] = (
-{blanks})
+BLANKS: tuple[str, ...] = {blanks}
 # Columns the model does not use.
-DROPPED: tuple[str, ...] = (
-{dropped})
+DROPPED: tuple[str, ...] = {dropped}
 
 
 def repair(frame: pd.DataFrame) -> pd.DataFrame:
@@ -369,15 +374,20 @@ scored.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.pipeline import Pipeline
 
 from churn.core.data import clean, features
-from churn.core.domain import Domain
-from churn.core.params import Params
 from churn.pipeline import prepare, train
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
+
+    from churn.core.domain import Domain
+    from churn.core.params import Params
 
 
 @pytest.fixture(scope="module")
@@ -399,9 +409,9 @@ def test_every_value_the_contract_allows_is_scored(
         for level in column.levels:
             risk = pipeline.predict_proba(x.assign(**{column.name: level}))[:, 1]
             assert np.isfinite(risk).all() and ((risk >= 0) & (risk <= 1)).all()
-    for column in contract.numeric:
-        for bound in (column.min_value, column.max_value):
-            risk = pipeline.predict_proba(x.assign(**{column.name: bound}))[:, 1]
+    for number in contract.numeric:
+        for bound in (number.min_value, number.max_value):
+            risk = pipeline.predict_proba(x.assign(**{number.name: bound}))[:, 1]
             assert np.isfinite(risk).all() and ((risk >= 0) & (risk <= 1)).all()
 '''
 
