@@ -27,7 +27,13 @@ from tests.support.bad_data import (
     set_cell,
     unknown,
 )
-from tests.support.columns import free_categorical
+from tests.support.columns import (
+    converse,
+    forward_break,
+    free_categorical,
+    lone_rules,
+    with_rule_kind,
+)
 
 # Built at collection, from the domain the `domain` fixture loads too.
 CASES = {case.name: case for case in bad_cases(load_domain())}
@@ -71,7 +77,8 @@ def test_every_kind_of_fault_has_a_case(contract: Contract) -> None:
     ranged = {c.column for c in CASES.values() if c.expectation == RANGE}
     assert ranged == set(contract.numeric_names)
     rules = [c for c in CASES.values() if c.name.startswith("rule:")]
-    assert len(rules) == 2 * len(contract.implications)
+    # a one-way rule can only be broken forwards, a both-ways rule both ways
+    assert len(rules) == sum(1 if r.one_way else 2 for r in contract.implications)
 
 
 def test_single_class_fails_only_the_balance_check(sample: pd.DataFrame, domain: Domain) -> None:
@@ -127,3 +134,57 @@ def test_report_as_json(sample: pd.DataFrame, domain: Domain) -> None:
     assert data["failures"][0]["expectation"] == LEVELS
     assert data["failures"][0]["examples"] == [level]
     assert data["statistics"]["evaluated"] == len(data["checks"])
+
+
+def _edit_row_0(fields: dict[str, str]) -> Edit:
+    def edit(frame: pd.DataFrame) -> pd.DataFrame:
+        for name, value in fields.items():
+            frame = set_cell(name, value)(frame)
+        return frame
+
+    return edit
+
+
+# The rules whose columns no other rule touches (an edit of one breaks no other).
+LONE_RULES = [
+    pytest.param(i, id=f"{r.when}->{r.then[0]}")
+    for i, r in enumerate(lone_rules(load_domain().contract))
+]
+
+
+@pytest.mark.parametrize("index", LONE_RULES)
+def test_a_rules_level_without_its_condition_passes_only_one_way(
+    sample: pd.DataFrame, domain: Domain, index: int
+) -> None:
+    rule = lone_rules(domain.contract)[index]
+    edited = clean(_edit_row_0(converse(domain.contract, rule))(sample.copy()), domain)
+    one_way = validate(edited, ["converse"], with_rule_kind(domain.contract, one_way=True))
+    both_ways = validate(edited, ["converse"], with_rule_kind(domain.contract, one_way=False))
+
+    assert one_way.success, one_way.render()
+    assert not both_ways.success
+    failed = {c.column for c in both_ways.failures}
+    assert rule.then[0] in failed
+    assert failed <= set(rule.then)
+    assert "(both-ways rule)" in both_ways.render()
+    assert repr(rule.then_value) in both_ways.render()
+
+
+@pytest.mark.parametrize("one_way", [True, False], ids=["one-way", "both-ways"])
+@pytest.mark.parametrize("index", LONE_RULES)
+def test_a_forward_break_fails_either_kind_and_the_report_names_it(
+    sample: pd.DataFrame, domain: Domain, index: int, one_way: bool
+) -> None:
+    rule = lone_rules(domain.contract)[index]
+    fields = forward_break(domain.contract, rule)
+    edited = clean(_edit_row_0(fields)(sample.copy()), domain)
+    report = validate(edited, ["forward"], with_rule_kind(domain.contract, one_way=one_way))
+
+    kind = "one-way" if one_way else "both-ways"
+    assert [(c.column, c.rule) for c in report.failures] == [
+        (
+            rule.then[0],
+            f"is {rule.then_value!r} when {rule.when} is {rule.when_value!r} ({kind} rule)",
+        )
+    ]
+    assert report.failures[0].examples == [fields[rule.then[0]]]

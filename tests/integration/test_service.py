@@ -37,6 +37,7 @@ from churn.serving.records import to_api_records
 from churn.serving.schemas import Schemas
 from churn.serving.settings import ServingSettings
 from tests.support.asgi import AppClient
+from tests.support.columns import converse, forward_break, lone_rules, with_rule_kind
 from tests.support.models import ESTIMATORS, TrainedModel, copy_model, train_model
 from tests.support.servers import Server, serve_and_fail
 
@@ -170,19 +171,17 @@ def bad_requests(contract: Contract, api: Schemas) -> dict[str, tuple[Any, str, 
 
 
 def _broken_rule(contract: Contract, example: dict[str, Any]) -> tuple[Any, str, str] | None:
-    """The example with one cross-field rule broken by one field (in no other rule)."""
-    for rule in contract.implications:
-        others = [r for r in contract.implications if r is not rule]
-        target = rule.then[0]
-        if any(target == r.when or target in r.then for r in others):
-            continue
-        when, then = api_name(rule.when), api_name(target)
-        holds = example[when] == rule.when_value
-        levels = contract.levels_by_column[target]
-        value = next(v for v in levels if v != rule.then_value) if holds else rule.then_value
-        message = f"{then} must be {rule.then_value!r} exactly when {when} is {rule.when_value!r}"
-        return {**example, then: value}, "body", message
-    return None
+    """The example with one cross-field rule broken forwards (its condition without its
+    level, which breaks either kind of rule), in fields no other rule mentions."""
+    rules = lone_rules(contract)
+    if not rules:
+        return None
+    rule = rules[0]
+    fields = {api_name(name): value for name, value in forward_break(contract, rule).items()}
+    link = "when" if rule.one_way else "exactly when"
+    when, then = api_name(rule.when), api_name(rule.then[0])
+    message = f"{then} must be {rule.then_value!r} {link} {when} is {rule.when_value!r}"
+    return {**example, **fields}, "body", message
 
 
 @pytest.mark.parametrize("case", BAD_REQUESTS)
@@ -201,6 +200,32 @@ def test_bad_input_gets_a_422_naming_the_field(
     assert response.status_code == 422, response.text
     problems = response.json()["detail"]
     assert any(p["field"] == field and phrase in p["message"] for p in problems), problems
+
+
+@pytest.mark.parametrize("one_way", [True, False], ids=["one-way", "both-ways"])
+def test_a_rules_level_alone_is_answered_only_under_a_one_way_rule(
+    model: LoadedModel, contract: Contract, api: Schemas, one_way: bool
+) -> None:
+    rules = lone_rules(contract)
+    if not rules:
+        pytest.skip("no cross-field rule shares no column with another")
+    variant = with_rule_kind(contract, one_way=one_way)
+    link = "when" if one_way else "exactly when"
+    with AppClient(create_app(ServingSettings(), model, contract=variant)) as client:
+        for rule in rules:
+            when, then = api_name(rule.when), api_name(rule.then[0])
+            message = f"{then} must be {rule.then_value!r} {link} {when} is {rule.when_value!r}"
+            alone = {api_name(k): v for k, v in converse(contract, rule).items()}
+            response = client.post("/predict", json={**api.example, **alone})
+            if one_way:
+                assert response.status_code == 200, response.text
+            else:
+                assert response.status_code == 422, response.text
+                assert message in response.text
+            broken = {api_name(k): v for k, v in forward_break(contract, rule).items()}
+            response = client.post("/predict", json={**api.example, **broken})
+            assert response.status_code == 422, response.text
+            assert message in response.text
 
 
 def test_batch_limits(app: Callable[..., FastAPI], contract: Contract, api: Schemas) -> None:

@@ -139,14 +139,15 @@ def malformed_id(contract: Contract) -> str | None:
 
 
 def rule_cases(contract: Contract) -> list[BadCase]:
-    """Each cross-field rule broken both ways, on the first column it governs."""
+    """Each cross-field rule broken every way it can be, on the first column it governs:
+    forwards (the condition without the level), and for a both-ways rule backwards
+    too (the level without the condition)."""
     cases = []
     levels = contract.levels_by_column
     for rule in contract.implications:
         column = rule.then[0]
         wrong = other_level(levels[column], rule.then_value)
-        other = other_level(levels[rule.when], rule.when_value)
-        cases += [
+        cases.append(
             BadCase(
                 f"rule: {rule.when} is {rule.when_value!r}, {column} is not {rule.then_value!r}",
                 # every governed column as the rule wants it, but one
@@ -158,15 +159,20 @@ def rule_cases(contract: Contract) -> list[BadCase]:
                 column,
                 LEVELS,
                 wrong,
-            ),
-            BadCase(
-                f"rule: {rule.when} is not {rule.when_value!r}, {column} is {rule.then_value!r}",
-                _rule_edit(rule.when, other, then={column: rule.then_value}),
-                column,
-                LEVELS,
-                rule.then_value,
-            ),
-        ]
+            )
+        )
+        if not rule.one_way:
+            other = other_level(levels[rule.when], rule.when_value)
+            name = f"rule: {rule.when} is not {rule.when_value!r}, {column} is {rule.then_value!r}"
+            cases.append(
+                BadCase(
+                    name,
+                    _rule_edit(rule.when, other, then={column: rule.then_value}),
+                    column,
+                    LEVELS,
+                    rule.then_value,
+                )
+            )
     return cases
 
 

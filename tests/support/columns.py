@@ -2,12 +2,13 @@
 
 Tests that change data must keep it valid except where they mean to break
 it: these helpers find columns a change cannot break a cross-field rule
-with, and build values each kind of column refuses.
+with, build values each kind of column refuses, and build the edits that
+tell a one-way cross-field rule from a both-ways one.
 """
 
 from __future__ import annotations
 
-from churn.core.contract import Categorical, Contract, Numeric
+from churn.core.contract import Categorical, Contract, Implication, Numeric
 
 
 def ruled_columns(contract: Contract) -> set[str]:
@@ -28,3 +29,43 @@ def rule_text(numeric: Numeric) -> str:
     """How `churn.monitoring.drift.check` words a numeric column's rule."""
     what = "an integer" if numeric.kind == "int" else "a number"
     return f"{numeric.name} must be {what} in {numeric.min_value:g}..{numeric.max_value:g}"
+
+
+def with_rule_kind(contract: Contract, *, one_way: bool) -> Contract:
+    """``contract`` with every cross-field rule made one-way (or both-ways)."""
+    raw = contract.model_dump(mode="json")
+    for rule in raw["implications"]:
+        rule["one_way"] = one_way
+    return Contract.model_validate(raw)
+
+
+def lone_rules(contract: Contract) -> list[Implication]:
+    """The cross-field rules that share no column with another rule: editing the
+    columns of one of them cannot break any other."""
+    return [
+        rule
+        for rule in contract.implications
+        if not any(
+            {rule.when, *rule.then} & {other.when, *other.then}
+            for other in contract.implications
+            if other is not rule
+        )
+    ]
+
+
+def converse(contract: Contract, rule: Implication) -> dict[str, str]:
+    """Fields that give a record ``rule``'s level without its condition (on its first
+    column): valid under a one-way rule, a break of a both-ways one."""
+    when = next(lv for lv in contract.levels_by_column[rule.when] if lv != rule.when_value)
+    return {rule.when: when, rule.then[0]: rule.then_value}
+
+
+def forward_break(contract: Contract, rule: Implication) -> dict[str, str]:
+    """Fields that give a record ``rule``'s condition and every level it asks for but
+    one (its first column): a break of either kind of rule."""
+    wrong = next(lv for lv in contract.levels_by_column[rule.then[0]] if lv != rule.then_value)
+    return {
+        rule.when: rule.when_value,
+        **dict.fromkeys(rule.then, rule.then_value),
+        rule.then[0]: wrong,
+    }

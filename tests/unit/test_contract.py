@@ -1,5 +1,6 @@
 """The data contract as a value: its derived views, and a malformed file named with its field."""
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -8,8 +9,9 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from churn.core.contract import Contract, Identifier, api_name, load_contract
+from churn.core.contract import Contract, Identifier, Implication, api_name, load_contract
 from churn.core.errors import ContractError
+from tests.support.columns import converse, forward_break, lone_rules, with_rule_kind
 
 
 def test_feature_lists_are_disjoint_and_ordered(contract: Contract) -> None:
@@ -52,7 +54,9 @@ def test_the_example_is_a_valid_record(contract: Contract) -> None:
         assert example[categorical.name] in categorical.levels, categorical.name
     for rule in contract.implications:
         holds = example[rule.when] == rule.when_value
-        assert all((example[c] == rule.then_value) == holds for c in rule.then), rule
+        for name in rule.then:
+            then = example[name] == rule.then_value
+            assert then if holds else rule.one_way or not then, (rule, name)
 
 
 def test_api_names_are_snake_case_and_keep_the_example(contract: Contract) -> None:
@@ -134,3 +138,41 @@ def test_an_example_that_breaks_the_contract_is_refused(contract: Contract) -> N
     raw["example"][column.name] = column.max_value + 1
     with pytest.raises(ValidationError, match=f"example breaks the contract: {column.name}"):
         Contract.model_validate(raw)
+
+
+@pytest.mark.parametrize("one_way", [True, False], ids=["one-way", "both-ways"])
+def test_a_rule_is_broken_by_its_condition_without_its_level_and_one_way_only_so(
+    one_way: bool,
+) -> None:
+    rule = Implication(when="w", when_value="a", then=("t",), then_value="x", one_way=one_way)
+
+    assert rule.broken_by("a", "y")  # the condition without the level
+    assert not rule.broken_by("a", "x")
+    assert not rule.broken_by("b", "y")
+    assert rule.broken_by("b", "x") is not one_way  # the level without the condition
+    link = "when" if one_way else "exactly when"
+    assert rule.requirement == f"must be 'x' {link} w is 'a'"
+    assert rule.kind == ("one-way" if one_way else "both-ways")
+
+
+def _example_with(contract: Contract, fields: dict[str, str]) -> dict[str, Any]:
+    raw = contract.model_dump(mode="json")
+    raw["example"].update(fields)
+    return raw
+
+
+def test_an_example_with_a_rules_level_alone_is_valid_only_one_way(contract: Contract) -> None:
+    rules = lone_rules(contract)
+    if not rules:
+        pytest.skip("no cross-field rule shares no column with another")
+    for rule in rules:
+        one_way = with_rule_kind(contract, one_way=True)
+        both_ways = with_rule_kind(contract, one_way=False)
+
+        Contract.model_validate(_example_with(one_way, converse(contract, rule)))
+        message = f"{rule.then[0]} must be {rule.then_value!r} exactly when {rule.when} is"
+        with pytest.raises(ValidationError, match=re.escape(message)):
+            Contract.model_validate(_example_with(both_ways, converse(contract, rule)))
+        message = f"{rule.then[0]} must be {rule.then_value!r} when {rule.when} is"
+        with pytest.raises(ValidationError, match=re.escape(message)):
+            Contract.model_validate(_example_with(one_way, forward_break(contract, rule)))

@@ -37,7 +37,14 @@ from churn.monitoring.drift import (
     psi,
 )
 from tests.support.bad_data import unknown
-from tests.support.columns import free_categorical, rule_text
+from tests.support.columns import (
+    converse,
+    forward_break,
+    free_categorical,
+    lone_rules,
+    rule_text,
+    with_rule_kind,
+)
 from tests.support.paths import PARAMS
 
 # Bootstrap sample sizes: choices of the tests, not sizes of the data (rows are
@@ -225,11 +232,13 @@ def bad_inputs(reference: pd.DataFrame, contract: Contract) -> list[tuple[str, p
             )
         )
     for implication in contract.implications[:1]:
-        others = reference[reference[implication.when].ne(implication.when_value)].head(50)
-        broken = others.assign(**{implication.when: implication.when_value})
+        # the condition without the level: a break of either kind of rule
+        lacking = reference[implication.then[0]].ne(implication.then_value)
+        broken = reference[lacking].head(50).assign(**{implication.when: implication.when_value})
+        link = "when" if implication.one_way else "exactly when"
         message = (
             f"{implication.then[0]} must be {implication.then_value!r} "
-            f"exactly when {implication.when} is {implication.when_value!r}"
+            f"{link} {implication.when} is {implication.when_value!r}"
         )
         cases.append(("cross-field rule", broken, re.escape(message)))
     return cases
@@ -264,6 +273,26 @@ def test_check_shows_examples_of_offending_values(
     expected = rf"{re.escape(column.name)} .* \(2 rows, e\.g\. '{level}', '{level}'\)"
     with pytest.raises(DataError, match=expected):
         check(frame, "batch.csv", contract=contract)
+
+
+def test_check_lets_a_rules_level_appear_alone_only_under_a_one_way_rule(
+    reference: pd.DataFrame, contract: Contract
+) -> None:
+    rules = lone_rules(contract)
+    if not rules:
+        pytest.skip("no cross-field rule shares no column with another")
+    one_way = with_rule_kind(contract, one_way=True)
+    both_ways = with_rule_kind(contract, one_way=False)
+    for rule in rules:
+        alone = reference.head(10).assign(**converse(contract, rule))
+        check(alone, "batch.csv", contract=one_way)
+        expected = f"{rule.then[0]} must be {rule.then_value!r} exactly when {rule.when} is"
+        with pytest.raises(DataError, match=re.escape(expected)):
+            check(alone, "batch.csv", contract=both_ways)
+        broken = reference.head(10).assign(**forward_break(contract, rule))
+        expected = f"{rule.then[0]} must be {rule.then_value!r} when {rule.when} is"
+        with pytest.raises(DataError, match=re.escape(expected)):
+            check(broken, "batch.csv", contract=one_way)
 
 
 def test_check_handles_missing_values_in_nullable_string_columns(

@@ -34,6 +34,7 @@ from churn.serving.middleware import ServiceMetrics
 from churn.serving.records import to_api_records
 from churn.serving.schemas import RecordBase, Schemas
 from churn.serving.settings import ServingSettings
+from tests.support.columns import ruled_columns
 from tests.support.models import copy_model
 
 
@@ -69,8 +70,7 @@ def half_of(frame: pd.DataFrame) -> int:
 @pytest.fixture(scope="module")
 def level_column(contract: Contract) -> Categorical:
     """A categorical feature in no cross-field rule, so any of its levels keeps a record valid."""
-    ruled = {rule.when for rule in contract.implications}
-    ruled |= {column for rule in contract.implications for column in rule.then}
+    ruled = ruled_columns(contract)  # either kind of rule: some level would break it
     for column in contract.categorical:
         if column.name not in ruled and len(column.levels) >= 2:
             return column

@@ -21,11 +21,13 @@ from churn.core.domain import Domain, load_domain
 from churn.core.errors import DataError
 from churn.scoring import chunk as steps
 from churn.scoring import local, storage
+from churn.scoring.rows import reasons
 from churn.scoring.summary import Summary
 from churn.serving import loader
 from churn.serving.loader import LoadedModel
 from churn.serving.settings import ServingSettings
 from tests.support.bad_data import LEVELS, NOT_NULL, PATTERN, RANGE, TABLE, TYPE, BadCase, bad_cases
+from tests.support.columns import converse, forward_break, lone_rules, with_rule_kind
 
 ROW_LEVEL = {LEVELS, NOT_NULL, PATTERN, RANGE, TYPE}
 
@@ -81,6 +83,27 @@ def test_a_bad_row_is_rejected_with_its_reason_and_the_rest_scored(
     assert summary.scored == len(scores) == len(good) - len(changed)
     ids = set(edited[contract.id.name].iloc[changed].dropna())
     assert not ids & set(scores[contract.id.name])
+
+
+def test_a_rules_level_alone_is_scored_only_under_a_one_way_rule(
+    raw_sample: pd.DataFrame, domain: Domain
+) -> None:
+    contract = domain.contract
+    one_way = with_rule_kind(contract, one_way=True)
+    both_ways = with_rule_kind(contract, one_way=False)
+    frame = clean(raw_sample, domain)
+    rules = lone_rules(contract)
+    if not rules:
+        pytest.skip("no cross-field rule shares no column with another")
+    for rule in rules:
+        alone = frame.assign(**converse(contract, rule))
+        assert (reasons(alone, one_way) == "").all()
+        why = reasons(alone, both_ways)
+        expected = f"{rule.then[0]} must be {rule.then_value!r} exactly when {rule.when} is"
+        assert any(expected in reason for reason in why), set(why)
+        broken = frame.assign(**forward_break(contract, rule))
+        expected = f"{rule.then[0]} must be {rule.then_value!r} when {rule.when} is"
+        assert all(expected in reason for reason in reasons(broken, one_way))
 
 
 def test_chunks_give_the_answers_of_one_chunk(

@@ -214,8 +214,19 @@ def _contract(**changes: Any) -> Contract:
 
 
 def _holds(frame: pd.DataFrame, rule: Implication) -> bool:
+    """The rule holds in every record: forwards, and backwards too unless it is one-way."""
     when = frame[rule.when].eq(rule.when_value)
-    return all(frame[column].eq(rule.then_value).equals(when) for column in rule.then)
+    for column in rule.then:
+        then = frame[column].eq(rule.then_value)
+        if (when & ~then).any() or (not rule.one_way and (then & ~when).any()):
+            return False
+    return True
+
+
+def _level_without_condition(frame: pd.DataFrame, rule: Implication) -> bool:
+    """Some record holds the rule's level without its condition (a one-way rule allows it)."""
+    when = frame[rule.when].eq(rule.when_value)
+    return any((frame[column].eq(rule.then_value) & ~when).any() for column in rule.then)
 
 
 def test_chained_rules_hold_both_ways() -> None:
@@ -226,6 +237,35 @@ def test_chained_rules_hold_both_ways() -> None:
     for rule in contract.implications:
         assert _holds(frame, rule), rule
         assert frame[rule.when].eq(rule.when_value).any(), "the rule is exercised"
+
+
+def test_a_one_way_rule_holds_forwards_and_its_level_also_appears_alone() -> None:
+    """A one-way rule in a chain: ``a = x`` sets ``b = no b`` (one way), which sets
+    ``c = no c`` (both ways); ``no b`` is also drawn for records without ``a = x``."""
+    contract = _contract(
+        implications=[
+            {"when": "a", "when_value": "x", "then": ["b"], "then_value": "no b", "one_way": True},
+            {"when": "b", "when_value": "no b", "then": ["c"], "then_value": "no c"},
+        ]
+    )
+    one_way, both_ways = contract.implications
+
+    frame = generate(contract, 3000, seed=0)
+
+    assert _holds(frame, one_way)
+    assert _holds(frame, both_ways)
+    assert frame[one_way.when].eq(one_way.when_value).any(), "the rule is exercised"
+    assert _level_without_condition(frame, one_way)
+    assert not _level_without_condition(frame, both_ways)
+
+
+def test_every_rule_of_a_room_holds_and_is_exercised(room: Domain) -> None:
+    frame = generate(room.contract, 5000, seed=2)
+
+    for rule in room.contract.implications:
+        assert _holds(frame, rule), rule
+        assert frame[rule.when].eq(rule.when_value).any(), rule
+        assert _level_without_condition(frame, rule) == rule.one_way, rule
 
 
 def test_rules_that_cannot_hold_together_are_refused() -> None:
@@ -240,6 +280,20 @@ def test_rules_that_cannot_hold_together_are_refused() -> None:
     )
 
     with pytest.raises(ContractError, match="cannot be satisfied"):
+        generate(contract, 1000, seed=0)
+
+
+def test_a_one_way_rule_cannot_set_a_level_a_both_ways_rule_reserves() -> None:
+    """``c = no c`` exactly when ``a = x``; ``b = p`` would set it (one way) without ``a = x``."""
+    contract = _contract(
+        implications=[
+            {"when": "a", "when_value": "x", "then": ["c"], "then_value": "no c"},
+            {"when": "b", "when_value": "p", "then": ["c"], "then_value": "no c", "one_way": True},
+        ],
+        example={"key": "K00001", "count": 3, "share": 0.002, "a": "x", "b": "p", "c": "no c"},
+    )
+
+    with pytest.raises(ContractError, match=r"rule a='x' -> c='no c': cannot be satisfied"):
         generate(contract, 1000, seed=0)
 
 

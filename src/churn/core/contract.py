@@ -98,6 +98,17 @@ class Implication(_Frozen):
             return holds and then != self.then_value
         return (then == self.then_value) != holds
 
+    @property
+    def kind(self) -> str:
+        """The rule's kind in words, for reports."""
+        return "one-way" if self.one_way else "both-ways"
+
+    @property
+    def requirement(self) -> str:
+        """What the rule asks of each ``then`` column, in words, for error messages."""
+        link = "when" if self.one_way else "exactly when"
+        return f"must be {self.then_value!r} {link} {self.when} is {self.when_value!r}"
+
 
 class Label(Categorical):
     """The binary label: two levels, one of them the positive class."""
@@ -256,7 +267,7 @@ class Contract(_Frozen):
         for rule in self.implications:
             for column in rule.then:
                 if rule.broken_by(self.example[rule.when], self.example[column]):
-                    problems.append(f"{column} vs {rule.when}: breaks the rule")
+                    problems.append(f"{column} {rule.requirement}")
         return problems
 
     # Derived views. Column order is the model's input order: numeric, then categorical.

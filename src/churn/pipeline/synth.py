@@ -11,9 +11,11 @@ dependencies (`core/`):
   written in the mixed radix those sets give, so ids are unique and match;
 - **numbers** come from a Beta distribution stretched over the column's
   range: whole numbers for ``int`` columns, cents for ``float`` ones;
-- **levels** are drawn with fixed shares; a level that a cross-field rule
-  reserves (its ``then_value``) is never drawn but set by the rule, so every
-  rule holds in both directions;
+- **levels** are drawn with fixed shares; a level that a both-ways
+  cross-field rule reserves (its ``then_value``) is never drawn but set by
+  the rule, so the rule holds in both directions. A one-way rule's level is
+  drawn like any other and also set where the rule's condition holds, so
+  the data has records with that level and without the condition too;
 - **the label** follows a logistic model with fixed weights on the
   standardised numbers and the levels (a one-hot logistic regression, which
   is what the default pipeline fits): ``y = 1`` for the ``k`` rows whose
@@ -380,9 +382,11 @@ def population(contract: Contract) -> Population:
 
 
 def _reserved(contract: Contract) -> dict[str, set[str]]:
-    """Per column, the levels only a cross-field rule may set."""
+    """Per column, the levels only a (both-ways) cross-field rule may set."""
     reserved: dict[str, set[str]] = {}
     for rule in contract.implications:
+        if rule.one_way:  # its level may appear without its condition
+            continue
         for column in rule.then:
             reserved.setdefault(column, set()).add(rule.then_value)
     return reserved
@@ -429,9 +433,10 @@ def _numbers(
 def _apply_rules(contract: Contract, codes: dict[str, Codes]) -> None:
     """Set each rule's level where its condition holds; refuse rules that cannot all hold.
 
-    Reserved levels are never drawn, so a rule's level appears exactly where
-    its condition holds. A rule may set the level another one looks at:
-    they are applied until nothing moves.
+    Reserved levels are never drawn, so a both-ways rule's level appears
+    exactly where its condition holds; a one-way rule's level is drawn too.
+    A rule may set the level another one looks at: they are applied until
+    nothing moves.
     """
     levels = contract.levels_by_column
     for _ in range(len(contract.implications) + 1):
@@ -448,7 +453,7 @@ def _apply_rules(contract: Contract, codes: dict[str, Codes]) -> None:
         when = codes[rule.when] == levels[rule.when].index(rule.when_value)
         for column in rule.then:
             holds = codes[column] == levels[column].index(rule.then_value)
-            if np.any(holds != when):
+            if np.any(when & ~holds if rule.one_way else when != holds):
                 raise ContractError(
                     f"rule {rule.when}={rule.when_value!r} -> {column}={rule.then_value!r}: "
                     "cannot be satisfied together with the other rules by drawing levels"

@@ -148,11 +148,8 @@ def check(frame: pd.DataFrame, contract: Contract) -> Checked:
         when = codes[rule.when] == levels[rule.when].index(rule.when_value)
         for name in rule.then:
             then = codes[name] == levels[name].index(rule.then_value)
-            message = (
-                f"{name} must be {rule.then_value!r} exactly when {rule.when} is "
-                f"{rule.when_value!r}"
-            )
-            found.add(when != then, _constant(message))
+            broken = when & ~then if rule.one_way else when != then
+            found.add(broken, _constant(f"{name} {rule.requirement}"))
     return Checked(found.result(), numbers, codes)
 
 

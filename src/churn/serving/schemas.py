@@ -32,7 +32,7 @@ from pydantic import (
 )
 
 from churn.core.artifacts import MODEL_URI_PATTERN
-from churn.core.contract import api_name
+from churn.core.contract import Implication, api_name
 from churn.core.errors import ContractError
 
 if TYPE_CHECKING:
@@ -59,26 +59,21 @@ def _ascii(value: str) -> str:
 AsciiId = Annotated[str, AfterValidator(_ascii)]
 """A record id: the contract's pattern, and ASCII only (ids join logs and pick variants)."""
 
-Rule = tuple[str, str, tuple[str, ...], str]
-"""A cross-field rule in API names: (when, when_value, then fields, then_value)."""
-
 
 class RecordBase(BaseModel):
     """What every record model shares: strict, frozen, and the contract's cross-field rules."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    rules: ClassVar[tuple[Rule, ...]] = ()
+    rules: ClassVar[tuple[Implication, ...]] = ()
+    """The contract's cross-field rules, with API (snake_case) field names."""
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> Self:
-        for when, when_value, then, then_value in self.rules:
-            condition = getattr(self, when) == when_value
-            for name in then:
-                if (getattr(self, name) == then_value) != condition:
-                    raise ValueError(
-                        f"{name} must be {then_value!r} exactly when {when} is {when_value!r}"
-                    )
+        for rule in self.rules:
+            for name in rule.then:
+                if rule.broken_by(getattr(self, rule.when), getattr(self, name)):
+                    raise ValueError(f"{name} {rule.requirement}")
         return self
 
 
@@ -208,7 +203,7 @@ def build(contract: Contract) -> Schemas:
         **record_fields,
     )
     record.rules = tuple(
-        (api_name(r.when), r.when_value, tuple(api_name(c) for c in r.then), r.then_value)
+        r.model_copy(update={"when": api_name(r.when), "then": tuple(map(api_name, r.then))})
         for r in contract.implications
     )
     record.model_config["json_schema_extra"] = {"examples": [example]}

@@ -68,12 +68,9 @@ def check(frame: pd.DataFrame, source: str, *, contract: Contract) -> None:
     for rule in contract.implications:
         when = frame[rule.when].eq(rule.when_value)
         for column in rule.then:
-            bad = when != frame[column].eq(rule.then_value)
-            offending(
-                column,
-                bad,
-                f"must be {rule.then_value!r} exactly when {rule.when} is {rule.when_value!r}",
-            )
+            then = frame[column].eq(rule.then_value)
+            bad = when & ~then if rule.one_way else when != then
+            offending(column, bad, rule.requirement)
     if problems:
         raise DataError(
             f"{source}: values break the data contract: {'; '.join(problems)} "
