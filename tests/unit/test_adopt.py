@@ -175,16 +175,26 @@ def test_blanks_tokens_flags_and_useless_columns(
     table["empty_column"] = ""
     table["constant_column"] = "same"
     table["free_text"] = [f"note {i}" for i in range(len(table))]
+    table["with_units"] = [f"{i:,} $" for i in rng.integers(500, 5000, len(table))]
+    table.loc[table.index[0], source.categorical[0].name] = (
+        f"  {records[source.categorical[0].name].iloc[0]} "
+    )
+    table.loc[table.index[1], numeric] = " ? "
 
     found = profiled(write(table), source)
 
     column = next(c for c in found.columns if c.name == numeric)
     assert found.blanks == ("?",)
-    assert column.missing_share == pytest.approx(blank.mean())
-    assert column.max_missing == pytest.approx(np.ceil(blank.mean() * 1.5 * 100) / 100)
+    share = (blank | (np.arange(len(table)) == 1)).mean()
+    assert column.missing_share == pytest.approx(share)
+    assert column.max_missing == pytest.approx(np.ceil(share * 1.5 * 100) / 100)
     flag = next(c for c in found.columns if c.name == "flag_column")
     assert (flag.kind, flag.levels) == ("categorical", ("0", "1"))
-    assert {d.name for d in found.dropped} == {"empty_column", "constant_column", "free_text"}
+    dropped = {d.name: d.reason for d in found.dropped}
+    assert set(dropped) == {"empty_column", "constant_column", "free_text", "with_units"}
+    assert "separators or units" in dropped["with_units"]
+    first = next(c for c in found.columns if c.name == source.categorical[0].name)
+    assert set(first.levels) <= set(source.categorical[0].levels)  # stripped
 
 
 # -- bad input: one line, exit 2, nothing changed ----------------------------------------

@@ -131,8 +131,9 @@ def profile(
         re.fullmatch(r"Unnamed: \d+", str(c)) for c in raw.columns
     ):
         raise AdoptError(f"{path}: the header row has blank or repeated column names")
-    blanks = tuple(t for t in BLANK_TOKENS if raw.isin([t]).any().any())
-    table = tidy(raw, blanks=blanks)
+    stripped = tidy(raw)
+    blanks = tuple(t for t in BLANK_TOKENS if stripped.isin([t]).any().any())
+    table = tidy(stripped, blanks=blanks)
     if len(table) < MIN_ROWS:
         raise AdoptError(f"{path}: {len(table)} rows; a model needs at least {MIN_ROWS}")
     chosen = _label(table, label, positive, path)
@@ -279,6 +280,13 @@ def _column(  # noqa: PLR0911 (one return per decision, in the order the docstri
             name, kind, min_value=min_value, max_value=max_value, observed=(low, high),
             missing_share=missing, max_missing=max_missing, distinct=distinct, note=note,
         )  # fmt: skip
+    decorated = pd.to_numeric(filled.str.replace(r"[,$€£%\s]", "", regex=True), errors="coerce")
+    if decorated.notna().all():
+        return Dropped(
+            name,
+            "numbers written with separators or units (e.g. "
+            f"{filled.iloc[0]!r}): strip them in repairs.py, then describe it as numeric",
+        )
     if distinct > options.max_levels:
         return Dropped(
             name,
