@@ -280,13 +280,16 @@ def test_a_blank_column_is_left_out_with_a_warning_not_an_error(
 def test_adopting_writes_a_room_that_loads_and_validates_the_table(
     records: pd.DataFrame, source: Contract, project: Path, write: Callable[..., Path]
 ) -> None:
-    path = write(records.drop(columns=[source.id.name]), "applications.csv")
+    # Columns in another order than the contract's (categorical before numeric).
+    table = records.drop(columns=[source.id.name])
+    path = write(table[list(reversed(table.columns))], "applications.csv")
 
     adoption = plan(project, path, label=source.label.name, positive=source.label.positive)
     apply(project, adoption)
 
     contract = load_contract(project / "src/churn/domain/contract.yaml")
     assert contract == adoption.contract
+    assert list(contract.example) == [contract.id.name, *contract.feature_names]
     assert [p.name for p in (project / "data/raw").glob("*.csv")] == ["applications.csv"]
     raw = pd.read_csv(project / "data/raw/applications.csv", dtype=str, keep_default_na=False)
     report = validate(clean(raw, Domain(contract)), ["adopted"], contract)

@@ -113,7 +113,7 @@ def _observed(column: Column) -> str:
     parts = [f"{column.distinct} values"]
     if column.kind != "categorical":
         low, high = column.observed
-        parts = [f"observed {_q(low)}..{_q(high)}"]
+        parts = [f"observed {low:.6g}..{high:.6g}"]
     if column.missing_share:
         parts.append(f"{_share(column.missing_share)} blank")
     if column.note:

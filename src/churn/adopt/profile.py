@@ -343,7 +343,9 @@ def _api_names_unique(names: list[str], path: Path) -> None:
 def _example(
     raw: pd.DataFrame, table: pd.DataFrame, id_name: str, columns: list[Column], path: Path
 ) -> dict[str, str | int | float]:
-    """The first row with every feature filled, typed as the contract reads it."""
+    """The first row with every feature filled, typed as the contract reads it, in the
+    contract's order (the id, the numeric features, the categorical ones)."""
+    columns = sorted(columns, key=lambda c: c.kind == "categorical")
     names = [c.name for c in columns]
     complete = table[names].notna().all(axis=1).to_numpy()
     if not complete.any():
