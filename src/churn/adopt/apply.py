@@ -186,16 +186,18 @@ def summary(adoption: Adoption) -> str:
             f"+- {base.stds[metric]:.3f}), max regression {rule.max_regression:.3f}"
         )
     notes = [c for c in found.columns if c.note]
+    review = [
+        (f"{ROOM}/contract.yaml", "ranges, levels, max_missing; add the rules your data obeys"),
+        *((f"  {c.name}", c.note) for c in notes),
+        (f"{ROOM}/scenarios.py", "a shift your business can see; your domain's VOCABULARY"),
+        (f"{ROOM}/tests/", "what you know about your data and model, as tests"),
+        (f"{RAW}/README.md", "where the table comes from"),
+        (str(PARAMS), "the gate (set from the baseline above)"),
+    ]
+    width = max(len(path) for path, _ in review)
     lines += ["", "review, then commit:"]
-    lines.append(
-        f"  {ROOM}/contract.yaml   ranges, levels, max_missing; add the rules your data obeys"
-    )
-    lines += [f"      {c.name}: {c.note}" for c in notes]
+    lines += [f"  {path:<{width}}  {what}" for path, what in review]
     lines += [
-        f"  {ROOM}/scenarios.py    a shift your business can see; your domain's VOCABULARY",
-        f"  {ROOM}/tests/          what you know about your data and model, as tests",
-        f"  {RAW}/README.md        where the table comes from",
-        "  params.yaml                   the gate (set from the baseline above)",
         "",
         "next: make demo (the pipeline on the new data), make test, then commit everything,",
         "      dvc.lock and metrics.json included.",
