@@ -117,8 +117,8 @@ def features(frame: pd.DataFrame, contract: Contract) -> pd.DataFrame:
     numeric = list(contract.numeric_names)
     out[numeric] = out[numeric].astype("float64")
     for name in contract.categorical_names:
-        if out[name].isna().any():
-            out[name] = out[name].fillna(MISSING_LEVEL)
+        if (missing := out[name].isna()).any():  # object: an all-blank column is float
+            out[name] = out[name].astype(object).mask(missing, MISSING_LEVEL)
     return out
 
 

@@ -27,8 +27,13 @@ Counts = npt.NDArray[np.int64]
 
 
 def is_missing(value: object) -> bool:
-    """Whether one value is missing: None, or a float NaN (pandas' NA too)."""
-    return value is None or value != value  # noqa: PLR0124 (NaN and NA are not equal to themselves)
+    """Whether one value is missing: None, NaN or pandas' NA (no pandas import needed)."""
+    if value is None:
+        return True
+    try:
+        return bool(value != value)  # noqa: PLR0124 (NaN is the one value unequal to itself)
+    except TypeError:  # pandas' NA: a comparison with it is NA, which has no truth value
+        return True
 
 
 def bin_counts(
