@@ -163,9 +163,11 @@ def bad_requests(contract: Contract, api: Schemas) -> dict[str, tuple[Any, str, 
         category = contract.categorical[0]
         field, levels = api_name(category.name), levels_phrase(category.levels)
         cases["unknown level"] = ({**example, field: "not a level"}, field, levels)
-        cases["null"] = ({**example, field: None}, field, levels)
         missing = {k: v for k, v in example.items() if k != field}
         cases["missing field"] = (missing, field, "Field required")
+    if strict := [c for c in contract.categorical if not c.nullable]:  # null is a 422 here
+        field, levels = api_name(strict[0].name), levels_phrase(strict[0].levels)
+        cases["null"] = ({**example, field: None}, field, levels)
     return cases
 
 

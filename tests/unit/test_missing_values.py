@@ -269,6 +269,7 @@ def test_the_live_window_counts_null_in_the_missing_bin(
     from churn.monitoring.drift.profile import ModelDriftProfile, count
     from churn.serving import schemas
     from churn.serving.drift_monitor import DriftWindow
+    from churn.serving.records import to_api_records
 
     contract = loans.contract
     api = schemas.build(contract)
@@ -277,11 +278,9 @@ def test_the_live_window_counts_null_in_the_missing_bin(
     ).reference
     frame = trained.test.head(400)
     assert blank_rows(frame, contract).any()
-    features_only = frame[list(contract.feature_names)].astype(object)
-    records = [
-        api.Record.model_validate({api_name(str(k)): v for k, v in row.items()})
-        for row in features_only.where(features_only.notna(), None).to_dict(orient="records")
-    ]
+    bodies = to_api_records(frame, contract)  # what a client sends: null for a blank
+    assert any(value is None for body in bodies for value in body.values())
+    records = [api.Record.model_validate(body) for body in bodies]
     for batch in (records[:3], records):  # counted row by row, and a column at a time
         window = DriftWindow(profile, size=len(records) * 4)
         for start in range(0, len(batch), 100):
