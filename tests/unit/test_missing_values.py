@@ -20,7 +20,7 @@ from churn.core.data import clean, features, read_csv
 from churn.core.domain import Domain
 from churn.core.params import Params
 from churn.pipeline import prepare
-from churn.pipeline.model import ONNX_TOLERANCE, onnx_difference
+from churn.pipeline.model import ONNX_TOLERANCE, load_model, onnx_difference
 from churn.pipeline.synth import generate
 from churn.pipeline.validation import NOT_NULL, validate
 from churn.serving.app import create_app
@@ -188,6 +188,10 @@ def test_onnx_export_matches_the_pipeline_on_rows_with_blanks(
     difference = onnx_difference(trained.pipeline, onnx, x[rows], contract)
 
     assert difference <= ONNX_TOLERANCE
+    loaded, _ = load_model(trained.directory)  # skops trusts what the imputers hold
+    np.testing.assert_array_equal(
+        loaded.predict_proba(x[rows]), trained.pipeline.predict_proba(x[rows])
+    )
     print(f"{type(trained.pipeline[-1]).__name__}: max |difference| {difference:.1e}")
 
 

@@ -33,9 +33,12 @@ if TYPE_CHECKING:
     from churn.core.contract import Contract
     from churn.core.params import TrainParams
 
-# Types outside skops' built-in allowlist that our own estimators contain.
+# Types outside skops' built-in allowlist that our own estimators contain
+# (`SimpleImputer`, for nullable numbers, keeps the dtype it was fitted on).
 # Anything else found in a model file is refused at load time.
-TRUSTED_TYPES = frozenset({"sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"})
+TRUSTED_TYPES = frozenset(
+    {"sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor", "numpy.dtype"}
+)
 LIBRARIES = ("scikit-learn", "skops", "numpy", "pandas")
 SERVING_LIBRARIES = ("skl2onnx", "onnxruntime")
 # Largest allowed difference in P(positive) between the pipeline and its export.
