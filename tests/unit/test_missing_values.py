@@ -18,6 +18,7 @@ import pytest
 from churn.core.contract import MISSING_LEVEL, Contract, api_name
 from churn.core.data import clean, features, read_csv
 from churn.core.domain import Domain
+from churn.core.errors import DataError
 from churn.core.params import Params
 from churn.pipeline import prepare
 from churn.pipeline.model import ONNX_TOLERANCE, load_model, onnx_difference
@@ -25,6 +26,7 @@ from churn.pipeline.synth import generate
 from churn.pipeline.validation import NOT_NULL, validate
 from churn.serving.app import create_app
 from churn.serving.loader import load_directory
+from churn.serving.records import to_api_records
 from churn.serving.settings import ServingSettings
 from tests.support.asgi import AppClient
 from tests.support.bad_data import blank_share, missing_cases, nullable_columns, set_cell
@@ -142,34 +144,74 @@ def test_a_blank_in_a_column_that_may_not_be_missing_still_fails(
         assert f"- {column.name}: no missing values" in text
 
 
-def test_a_blank_makes_a_cross_field_rule_not_applicable(raw: pd.DataFrame, loans: Domain) -> None:
-    """With the rule's columns nullable, a blank on either side breaks nothing."""
+@pytest.fixture(scope="module")
+def relaxed(loans: Domain) -> Domain:
+    """The synthetic room with both columns of its first rule nullable."""
     contract = loans.contract
     assert contract.implications, "the synthetic room has a rule"
     rule = contract.implications[0]
-    governed = rule.then[0]
-    relaxed = {rule.when, governed}
     data = contract.model_dump()
     for column in data["categorical"]:
-        if column["name"] in relaxed:
+        if column["name"] in (rule.when, rule.then[0]):
             column["max_missing"] = 0.1
-    domain = Domain(Contract.model_validate(data), loans.repair)
+    return Domain(Contract.model_validate(data), loans.repair)
+
+
+def _rule_blanks(raw: pd.DataFrame, contract: Contract) -> tuple[pd.DataFrame, str, pd.Index]:
+    """Records with blanks on each side of the first rule, none breaking it if filled."""
+    rule = contract.implications[0]
+    governed = rule.then[0]
     frame = raw.copy()
     holds = frame.index[frame[rule.when].eq(rule.when_value)]
     other = frame.index[frame[rule.when].ne(rule.when_value) & frame[rule.when].notna()]
-    for column in relaxed:
+    for column in (rule.when, governed):
         frame[column] = frame[column].astype(object)
     frame.loc[holds[:3], rule.when] = None  # its `then` holds the reserved value
     frame.loc[holds[3:6], governed] = None
     frame.loc[other[:3], governed] = None
+    return frame, governed, holds
 
-    success, text, _ = _validate(frame, domain)
+
+def test_a_blank_makes_a_cross_field_rule_not_applicable(
+    raw: pd.DataFrame, relaxed: Domain
+) -> None:
+    """With the rule's columns nullable, a blank on either side breaks nothing."""
+    contract = relaxed.contract
+    frame, governed, holds = _rule_blanks(raw, contract)
+
+    success, text, _ = _validate(frame, relaxed)
 
     assert success, text
+    rule = contract.implications[0]
     wrong = next(lv for lv in contract.levels_by_column[governed] if lv != rule.then_value)
     frame.loc[holds[6], governed] = wrong  # a filled record still breaks it
-    success, text, failures = _validate(frame, domain)
+    success, text, failures = _validate(frame, relaxed)
     assert not success and {c for c, _ in failures} == {governed}, text
+
+
+def test_every_other_layer_skips_a_rule_on_a_blank(raw: pd.DataFrame, relaxed: Domain) -> None:
+    """The API's record model, the drift check and batch scoring's row checks."""
+    from churn.monitoring.drift import check
+    from churn.scoring.rows import reasons
+    from churn.serving import schemas
+
+    contract = relaxed.contract
+    frame, governed, holds = _rule_blanks(raw, contract)
+    blank = frame[[contract.implications[0].when, governed]].isna().any(axis=1)
+    cleaned = clean(frame, relaxed)
+
+    check(cleaned, "records", contract=contract)  # no DataError
+    assert (reasons(cleaned, contract) == "").all()
+    api = schemas.build(contract)
+    for body in to_api_records(cleaned[blank.to_numpy()], contract):
+        api.Record.model_validate(body)  # no ValidationError
+    rule = contract.implications[0]
+    wrong = next(lv for lv in contract.levels_by_column[governed] if lv != rule.then_value)
+    broken = cleaned.copy()
+    broken.loc[holds[6], governed] = wrong
+    with pytest.raises(DataError, match=governed):
+        check(broken, "records", contract=contract)
+    assert (reasons(broken, contract) != "").sum() == 1
 
 
 # -- the model and its ONNX export ----------------------------------------------------
@@ -273,7 +315,6 @@ def test_the_live_window_counts_null_in_the_missing_bin(
     from churn.monitoring.drift.profile import ModelDriftProfile, count
     from churn.serving import schemas
     from churn.serving.drift_monitor import DriftWindow
-    from churn.serving.records import to_api_records
 
     contract = loans.contract
     api = schemas.build(contract)
