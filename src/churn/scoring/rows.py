@@ -11,8 +11,9 @@ A row is rejected when its id is missing or does not match the contract's
 pattern (the output is keyed by it), when a feature is missing (unless the
 contract lets it be: ``max_missing``), not a number, not an integer where
 the contract says ``int``, outside its range, not one of its levels, or
-when a cross-field rule does not hold (a rule does not apply to a blank). Columns
-the contract does not know are ignored, as the drift check ignores them.
+when a cross-field rule does not hold (a rule does not apply to a blank).
+Columns the contract does not know are ignored, as the drift check ignores
+them.
 Duplicate ids are not checked: that needs every id in memory at once, and
 the scoring memory bound is one chunk (docs/scoring.md).
 """
@@ -83,9 +84,8 @@ class Checked:
     ``numbers`` holds each numeric feature as float64 (NaN where it did not
     parse or is missing); ``codes`` each categorical feature as the position of
     its level in the contract (-1: not a level; ``len(levels)``: missing, in a
-    nullable column). Both cover every row; the valid rows'
-    values are the model's input and the summary's bin counts, so nothing is
-    parsed twice.
+    nullable column). Both cover every row; the valid rows' values are the
+    model's input and the summary's bin counts, so nothing is parsed twice.
     """
 
     reasons: np.ndarray  # "" for a valid row

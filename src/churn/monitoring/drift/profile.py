@@ -79,12 +79,12 @@ class FeatureProfile(BaseModel):
         Raises ValueError for a level the contract does not know, or a
         missing value of a column that may not be missing.
         """
-        if is_missing(value):
+        if value is None or is_missing(value):
             if not self.missing:
                 raise ValueError(f"{self.name}: a missing value, and the column may not be missing")
             return len(self.counts) - 1
         if self.kind == "numeric":
-            return bisect_right(self.edges, float(value))  # type: ignore[arg-type]
+            return bisect_right(self.edges, float(value))
         try:
             return self.levels.index(str(value))
         except ValueError:
