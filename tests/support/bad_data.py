@@ -9,13 +9,15 @@ failing, and an offending value the report must quote.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
-from churn.core.contract import Contract, Numeric
+from churn.core.contract import Categorical, Contract, Numeric
 from churn.core.data import clean
 from churn.core.domain import Domain
 
@@ -212,6 +214,8 @@ def bad_cases(domain: Domain) -> list[BadCase]:
         cases += range_cases(numeric)
     for kind in ("int", "float"):
         of_kind = [n for n in contract.numeric if n.kind == kind]
+        # The null case needs a column that may not be blank: put one first.
+        of_kind.sort(key=lambda n: n.nullable)
         cases += type_cases(of_kind[0], domain) if of_kind else []
     # The level checks come from one loop: the first and the last column stand for all.
     if contract.categorical:
@@ -222,7 +226,41 @@ def bad_cases(domain: Domain) -> list[BadCase]:
                 BadCase(f"unknown level: {categorical.name}", set_cell(categorical.name, level),
                         categorical.name, LEVELS, level)
             )  # fmt: skip
-        first = contract.categorical[0].name
-        cases.append(BadCase(f"null: {first}", set_cell(first, None), first, NOT_NULL))
+        strict = [c.name for c in contract.categorical if not c.nullable]
+        if strict:
+            cases.append(
+                BadCase(f"null: {strict[0]}", set_cell(strict[0], None), strict[0], NOT_NULL)
+            )
+    cases += missing_cases(contract)
     cases += rule_cases(contract)
     return cases
+
+
+def nullable_columns(contract: Contract) -> list[Numeric | Categorical]:
+    """The feature columns the contract lets be blank (``max_missing`` > 0)."""
+    columns: list[Numeric | Categorical] = [*contract.numeric, *contract.categorical]
+    return [c for c in columns if c.nullable]
+
+
+def blank_share(column: str, share: float) -> Edit:
+    """Blank the first filled cells of ``column`` until ``share`` of its rows are blank
+    (at least one row)."""
+
+    def edit(frame: pd.DataFrame) -> pd.DataFrame:
+        filled = np.flatnonzero(frame[column].notna().to_numpy())
+        wanted = max(1, math.ceil(len(frame) * share)) - (len(frame) - len(filled))
+        blank = np.zeros(len(frame), dtype=bool)
+        blank[filled[: max(wanted, 0)]] = True
+        frame[column] = frame[column].mask(blank, None)
+        return frame
+
+    return edit
+
+
+def missing_cases(contract: Contract) -> list[BadCase]:
+    """Each nullable column blank in more rows than its ``max_missing`` allows."""
+    return [
+        BadCase(f"too many blanks: {c.name}", blank_share(c.name, min(1.0, 2 * c.max_missing)),
+                c.name, NOT_NULL)
+        for c in nullable_columns(contract)
+    ]  # fmt: skip

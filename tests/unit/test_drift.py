@@ -346,12 +346,16 @@ def test_profile_is_derived_from_the_contract(
 ) -> None:
     profile = build_profile(reference, drift_params.numeric_bins, contract=contract)
     assert [f.name for f in profile.features] == list(contract.feature_names)
+    nullable = {c.name for c in (*contract.numeric, *contract.categorical) if c.nullable}
     for feature in profile.features:
         assert sum(feature.counts) == len(reference) == profile.rows
+        assert feature.missing == (feature.name in nullable)  # a last bin for blanks
         if feature.kind == "numeric":
-            assert len(feature.counts) <= drift_params.numeric_bins
+            values = feature.counts[:-1] if feature.missing else feature.counts
+            present = sum(values)
+            assert len(values) <= drift_params.numeric_bins
             # Quantile bins: none holds less than half an equal share.
-            assert min(feature.counts) > 0.5 * len(reference) / drift_params.numeric_bins
+            assert min(values) > 0.5 * present / drift_params.numeric_bins
     levels = contract.levels_by_column
     assert all(f.levels == levels[f.name] for f in profile.features if f.kind == "categorical")
 

@@ -11,7 +11,7 @@ import pytest
 from sklearn.pipeline import Pipeline
 
 from churn.core.artifacts import CARD_FILE, MODEL_FILE, ModelCard
-from churn.core.contract import Contract
+from churn.core.contract import MISSING_LEVEL, Contract
 from churn.core.data import clean, features, label
 from churn.core.domain import Domain
 from churn.core.errors import ModelError
@@ -61,10 +61,15 @@ def test_pipeline_uses_contract_columns_and_levels(params: Params, contract: Con
     pipeline = build_pipeline(params.train, contract)
     preprocess = pipeline.named_steps["preprocess"]
     transformers = {name: cols for name, _, cols in preprocess.transformers}
-    assert transformers["numeric"] == list(contract.numeric_names)
+    # Numbers that may be blank go through an imputer; the others as before.
+    imputed = [c.name for c in contract.numeric if c.nullable]
+    assert transformers["numeric"] == [c.name for c in contract.numeric if not c.nullable]
+    assert transformers.get("numeric_imputed", []) == imputed
     assert transformers["categorical"] == list(contract.categorical_names)
     encoder = dict((name, step) for name, step, _ in preprocess.transformers)["categorical"]
-    assert encoder.categories == [list(c.levels) for c in contract.categorical]
+    assert encoder.categories == [
+        [*c.levels, MISSING_LEVEL] if c.nullable else list(c.levels) for c in contract.categorical
+    ]
 
 
 def test_an_unknown_level_is_refused_not_guessed(

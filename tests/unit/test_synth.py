@@ -54,15 +54,26 @@ def test_columns_come_in_contract_order_with_their_kinds(room: Domain) -> None:
 
     assert tuple(frame.columns) == contract.all_columns
     for column in contract.numeric:
-        values = frame[column.name]
+        values = frame[column.name].dropna()
         assert values.between(column.min_value, column.max_value).all(), column.name
         if column.kind == "int":
             assert pd.api.types.is_integer_dtype(values), column.name
         else:  # whole cents: what a CSV of amounts holds
             assert np.allclose(values * 100, (values * 100).round()), column.name
     for name, levels in contract.levels_by_column.items():
-        assert set(frame[name]) == set(levels), f"{name}: every level appears in 5,000 rows"
+        assert set(frame[name].dropna()) == set(levels), f"{name}: every level in 5,000 rows"
     assert frame[contract.id.name].is_unique
+
+
+def test_nullable_columns_have_blanks_within_their_share(room: Domain) -> None:
+    """Half of each nullable column's max_missing is blank; other columns never are."""
+    contract = room.contract
+    frame = generate(contract, 4000, seed=2)
+
+    for column in (*contract.numeric, *contract.categorical):
+        share = frame[column.name].isna().mean()
+        assert share == pytest.approx(column.max_missing / 2, abs=1 / 4000), column.name
+    assert frame[[contract.id.name, contract.label.name]].notna().all().all()
 
 
 def test_the_same_seed_gives_the_same_records(room: Domain) -> None:

@@ -27,6 +27,16 @@ from churn.core.yamlio import load_yaml_model
 
 Scalar = str | int | float
 
+MISSING_LEVEL = ""
+"""How a missing categorical value is spelled in the model's input.
+
+ONNX string tensors have no null, so the sklearn pipeline and its ONNX
+export both see a blank categorical cell as this string, one more level of a
+nullable column (`churn.core.data.features` writes it; the service and batch
+scoring send it). A blank cell in a CSV file is a missing value, so no level
+of the contract can be blank.
+"""
+
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -59,6 +69,8 @@ class Categorical(_Column):
     def _unique_levels(self) -> Self:
         if len(set(self.levels)) != len(self.levels):
             raise ValueError(f"{self.name}: levels repeat")
+        if any(not level.strip() for level in self.levels):
+            raise ValueError(f"{self.name}: a level is blank (a blank cell is a missing value)")
         return self
 
 

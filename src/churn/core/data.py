@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from churn.core.contract import MISSING_LEVEL
 from churn.core.errors import DataError, first_line
 
 if TYPE_CHECKING:
@@ -66,24 +67,34 @@ def parsed_or_text(value: str) -> float | str:
         return value
 
 
-def clean(frame: pd.DataFrame, domain: Domain) -> pd.DataFrame:
-    """Apply the domain's repairs, then type each of the contract's numeric columns.
+def _blank(text: pd.Series) -> pd.Series:
+    """Which cells are empty or whitespace only (missing cells are not blank text)."""
+    return text.astype("string").str.strip().eq("").fillna(value=False)
 
-    A numeric cell that is blank (empty or whitespace) is missing; one that
-    does not parse is kept as written for validation to name. Idempotent, so
-    it applies equally to the raw file and to prepared splits. Columns the
-    contract does not know, and contract columns that are absent, are left
-    for validation to report.
+
+def clean(frame: pd.DataFrame, domain: Domain) -> pd.DataFrame:
+    """Apply the domain's repairs, type each numeric column, and mark blanks missing.
+
+    A cell that is blank (empty or whitespace), in any contract column, is
+    missing (NaN); validation judges whether the column may be. A numeric
+    cell that does not parse is kept as written for validation to name.
+    Idempotent, so it applies equally to the raw file and to prepared splits
+    (`prepare` writes a missing value as an empty field, read back as NaN).
+    Columns the contract does not know, and contract columns that are
+    absent, are left for validation to report.
     """
+    contract = domain.contract
     out = domain.repair(frame)
     if out is frame:
         out = frame.copy()
-    for column in domain.contract.numeric:
+    for column in contract.numeric:
         if column.name not in out:
             continue
         text = out[column.name].astype(object)
-        blank = text.astype("string").str.strip().eq("").fillna(value=False)
-        out[column.name] = _to_number(text.mask(blank, np.nan), column.kind)
+        out[column.name] = _to_number(text.mask(_blank(text), np.nan), column.kind)
+    for name in (contract.id.name, *contract.categorical_names, contract.label.name):
+        if name in out and (blank := _blank(out[name])).any():
+            out[name] = out[name].mask(blank, np.nan)
     return out
 
 
@@ -98,11 +109,16 @@ def load(paths: list[Path], domain: Domain) -> pd.DataFrame:
 def features(frame: pd.DataFrame, contract: Contract) -> pd.DataFrame:
     """The model's input columns in contract order, numbers as float64.
 
+    A missing number stays NaN (the pipeline imputes it); a missing level
+    becomes `MISSING_LEVEL`, the spelling the ONNX export receives too.
     Call it on validated data only: it assumes every value already parsed.
     """
     out = frame[list(contract.feature_names)].copy()
     numeric = list(contract.numeric_names)
     out[numeric] = out[numeric].astype("float64")
+    for name in contract.categorical_names:
+        if (missing := out[name].isna()).any():  # object: an all-blank column is float
+            out[name] = out[name].astype(object).mask(missing, MISSING_LEVEL)
     return out
 
 

@@ -64,7 +64,8 @@ class PredictionRecord(BaseModel):
     threshold: float
     probability: float  # of the positive class
     decision: bool  # the decision returned: probability >= threshold
-    features: dict[str, str | int | float]  # as validated, in the API's snake_case names
+    # As validated, in the API's snake_case names (None: blank, in a nullable column).
+    features: dict[str, str | int | float | None]
     # Which model answered: "champion", or "challenger" for the records an
     # A/B test sends to it (churn.monitoring.abtest). Older records have no field.
     variant: str = "champion"

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from churn.core.artifacts import CARD_FILE, MODEL_FILE, ModelCard, file_sha256
+from churn.core.contract import MISSING_LEVEL
 from churn.core.errors import ModelError, first_line
 
 if TYPE_CHECKING:
@@ -32,9 +33,12 @@ if TYPE_CHECKING:
     from churn.core.contract import Contract
     from churn.core.params import TrainParams
 
-# Types outside skops' built-in allowlist that our own estimators contain.
+# Types outside skops' built-in allowlist that our own estimators contain
+# (`SimpleImputer`, for nullable numbers, keeps the dtype it was fitted on).
 # Anything else found in a model file is refused at load time.
-TRUSTED_TYPES = frozenset({"sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"})
+TRUSTED_TYPES = frozenset(
+    {"sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor", "numpy.dtype"}
+)
 LIBRARIES = ("scikit-learn", "skops", "numpy", "pandas")
 SERVING_LIBRARIES = ("skl2onnx", "onnxruntime")
 # Largest allowed difference in P(positive) between the pipeline and its export.
@@ -42,11 +46,21 @@ ONNX_TOLERANCE = 1e-5
 
 
 def build_pipeline(params: TrainParams, contract: Contract) -> Pipeline:
-    """The unfitted preprocessing + estimator pipeline described by ``params``."""
+    """The unfitted preprocessing + estimator pipeline described by ``params``.
+
+    Missing values are handled inside it, where the contract allows them, so
+    the ONNX export does the same: a nullable number gets the training
+    median (``SimpleImputer``; skl2onnx has no converter for a missing
+    indicator), a nullable categorical column one more level,
+    `MISSING_LEVEL`. Columns that are never missing get no imputer, so a
+    contract without nullable columns gives the same pipeline as before.
+    """
+    from sklearn.base import clone
     from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline
+    from sklearn.pipeline import Pipeline, make_pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
     estimator: Any
@@ -68,17 +82,22 @@ def build_pipeline(params: TrainParams, contract: Contract) -> Pipeline:
             random_state=params.seed,
         )
     categorical = OneHotEncoder(
-        categories=[list(c.levels) for c in contract.categorical],
+        categories=[
+            [*c.levels, MISSING_LEVEL] if c.nullable else list(c.levels)
+            for c in contract.categorical
+        ],
         handle_unknown="error",
         sparse_output=False,
     )
-    preprocess = ColumnTransformer(
-        [
-            ("numeric", numeric, list(contract.numeric_names)),
-            ("categorical", categorical, list(contract.categorical_names)),
-        ],
-        remainder="drop",
-    )
+    always = [c.name for c in contract.numeric if not c.nullable]
+    nullable = [c.name for c in contract.numeric if c.nullable]
+    columns: list[tuple[str, Any, list[str]]] = [("numeric", numeric, always)]
+    if nullable:
+        imputer = SimpleImputer(strategy="median")
+        imputed = imputer if numeric == "passthrough" else make_pipeline(imputer, clone(numeric))
+        columns.append(("numeric_imputed", imputed, nullable))
+    columns.append(("categorical", categorical, list(contract.categorical_names)))
+    preprocess = ColumnTransformer(columns, remainder="drop")
     return Pipeline([("preprocess", preprocess), ("classifier", estimator)])
 
 

@@ -21,7 +21,11 @@ dependencies (`core/`):
   is what the default pipeline fits): ``y = 1`` for the ``k`` rows whose
   logit plus standard logistic noise is highest, so ``P(y = 1)`` is
   ``sigmoid(logit - t)`` and exactly ``k`` rows, the middle of the
-  contract's ``positive_rate`` range, are positive.
+  contract's ``positive_rate`` range, are positive;
+- **blanks**: in a column the contract lets be missing, half its
+  ``max_missing`` share of cells is blanked after the label is drawn (the
+  label follows the full record, as in life), from a random stream of its
+  own, so the other cells are those of a contract without blanks.
 
 Shapes, shares and weights are the contract's `Population`, drawn from a
 fixed seed: every ``seed`` samples the same population, so two files differ
@@ -63,6 +67,10 @@ POPULATION_SEED = 20261127
 CALIBRATION_ROWS = 20_000
 # Generated ids checked against the pattern with `re` (a guard on the parser).
 IDS_CHECKED = 1000
+# Share of a nullable column's ``max_missing`` that is blanked, and the random
+# stream (beside ``seed``) that picks the cells.
+BLANK_SHARE = 0.5
+BLANK_STREAM = 1
 
 Codes = npt.NDArray[np.int64]
 
@@ -89,13 +97,28 @@ def generate(contract: Contract, rows: int, seed: int, *, first_id: int = 0) -> 
     columns: dict[str, object] = {
         contract.id.name: id_pattern_ids(contract.id.pattern, rows, first_id)
     }
+    blanks = np.random.default_rng([seed, BLANK_STREAM])
     for number in contract.numeric:
         values = numbers[number.name]
-        columns[number.name] = values.astype(np.int64) if number.kind == "int" else values
+        typed: pd.Series = pd.Series(values.astype(np.int64) if number.kind == "int" else values)
+        if number.nullable:  # ints as pandas' nullable Int64, so a blank is NA, not a float
+            typed = typed.astype("Int64" if number.kind == "int" else "float64")
+            typed = typed.mask(_blanked(number.max_missing, rows, blanks))
+        columns[number.name] = typed
     for column in contract.categorical:
-        columns[column.name] = _text(column.levels, codes[column.name])
+        text = _text(column.levels, codes[column.name])
+        if column.nullable:
+            text = text.mask(_blanked(column.max_missing, rows, blanks))
+        columns[column.name] = text
     columns[label.name] = _text(label.levels, label_codes)
     return pd.DataFrame(columns, index=pd.RangeIndex(rows))[list(contract.all_columns)]
+
+
+def _blanked(max_missing: float, rows: int, rng: np.random.Generator) -> npt.NDArray[np.bool_]:
+    """Which of ``rows`` cells to blank: exactly `BLANK_SHARE` of ``max_missing`` of them."""
+    blank = np.zeros(rows, dtype=bool)
+    blank[rng.permutation(rows)[: round(rows * max_missing * BLANK_SHARE)]] = True
+    return blank
 
 
 # -- Ids: a pattern read as a sequence of character sets -------------------------

@@ -32,7 +32,7 @@ from churn.core.artifacts import (
     ModelCard,
     file_sha256,
 )
-from churn.core.contract import Contract
+from churn.core.contract import MISSING_LEVEL, Contract
 from churn.core.data import features, label, load
 from churn.core.domain import Domain
 from churn.core.errors import ValidationFailedError
@@ -108,15 +108,33 @@ def reference_rows(x: pd.DataFrame, contract: Contract) -> list[int]:
     """
     chosen: list[int] = []
     names = list(contract.categorical_names)
-    missing = {(c.name, level) for c in contract.categorical for level in c.levels}
-    for position, row in enumerate(x[names].itertuples(index=False)):
-        covers = set(zip(names, row, strict=True))
+    missing: set[tuple[str, str | None]] = {
+        (c.name, level)
+        for c in contract.categorical
+        for level in (*c.levels, *([MISSING_LEVEL] if c.nullable else []))
+    }
+    # A blank in each nullable number too (None stands for NaN), so the imputer is checked.
+    blanks = [c.name for c in contract.numeric if c.nullable]
+    missing |= {(name, None) for name in blanks}
+    for position, row in enumerate(x[names + blanks].itertuples(index=False)):
+        levels, numbers = row[: len(names)], row[len(names) :]
+        covers = set(zip(names, levels, strict=True))
+        covers |= {
+            (name, None) for name, value in zip(blanks, numbers, strict=True) if math.isnan(value)
+        }
         if covers & missing:
             chosen.append(position)
             missing -= covers
         if not missing and len(chosen) >= REFERENCE_ROWS:
             break
     return chosen
+
+
+def _json_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON-ready records: a missing number is null (JSON has no NaN)."""
+    if frame.isna().to_numpy().any():
+        frame = frame.astype(object).where(frame.notna(), None)
+    return [{str(k): v for k, v in row.items()} for row in frame.to_dict(orient="records")]
 
 
 @contextmanager
@@ -192,7 +210,7 @@ def write_model(
         data=data,
         metrics=metrics,
         reference={
-            "rows": reference.to_dict(orient="records"),
+            "rows": _json_rows(reference),
             "scores": pipeline.predict_proba(reference)[:, 1].tolist(),
         },
         libraries=library_versions(),

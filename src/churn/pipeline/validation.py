@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from churn.core.contract import Contract
+from churn.core.contract import Categorical, Contract, Numeric
 from churn.core.errors import first_line
 
 if TYPE_CHECKING:
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from great_expectations.expectations import Expectation
 
 EXAMPLES_SHOWN = 5
+NOT_NULL = "expect_column_values_to_not_be_null"
 TYPE_NAMES = {"int": ["int", "int64", "Int64Dtype"], "float": ["float", "float64"]}
 
 
@@ -114,6 +115,9 @@ class ValidationReport:
 def _describe(check: CheckResult) -> str:
     if check.error is not None:
         return f"could not be checked: {check.error}"
+    if check.expectation == NOT_NULL and check.unexpected_count is not None:
+        share = f"{check.unexpected_percent:.2f}%" if check.unexpected_percent is not None else ""
+        return f"{check.unexpected_count} rows missing ({share} of rows)"
     if check.unexpected_count is not None:
         share = (
             f" ({check.unexpected_percent:.2f}%)" if check.unexpected_percent is not None else ""
@@ -135,6 +139,24 @@ def _number_rules(checks: list[Expectation]) -> list[Expectation]:
     for position, check in enumerate(checks):
         check.meta = {**(check.meta or {}), "order": position}
     return checks
+
+
+def _not_null(column: Categorical | Numeric) -> Expectation:
+    """No blanks in the column, or (a nullable one) blanks in at most ``max_missing`` of rows.
+
+    The column's other checks skip blanks (GX leaves nulls out of level,
+    range and type checks), so this is the one check that counts them.
+    """
+    import great_expectations.expectations as gxe
+
+    if not column.nullable:
+        return _rule(gxe.ExpectColumnValuesToNotBeNull(column=column.name), "no missing values")
+    return _rule(
+        gxe.ExpectColumnValuesToNotBeNull(
+            column=column.name, mostly=round(1 - column.max_missing, 6)
+        ),
+        f"missing in at most {column.max_missing:.1%} of rows",
+    )
 
 
 def build_expectations(contract: Contract) -> list[Expectation]:
@@ -159,7 +181,7 @@ def build_expectations(contract: Contract) -> list[Expectation]:
     ]
     for num in contract.numeric:
         checks += [
-            _rule(gxe.ExpectColumnValuesToNotBeNull(column=num.name), "no missing values"),
+            _not_null(num),
             _rule(
                 gxe.ExpectColumnValuesToBeInTypeList(
                     column=num.name, type_list=TYPE_NAMES[num.kind]
@@ -175,7 +197,7 @@ def build_expectations(contract: Contract) -> list[Expectation]:
         ]
     for cat in (*contract.categorical, contract.label):
         checks += [
-            _rule(gxe.ExpectColumnValuesToNotBeNull(column=cat.name), "no missing values"),
+            _not_null(cat),
             _rule(
                 gxe.ExpectColumnValuesToBeInSet(column=cat.name, value_set=list(levels[cat.name])),
                 f"one of {list(cat.levels)}",
@@ -184,9 +206,13 @@ def build_expectations(contract: Contract) -> list[Expectation]:
     # Cross-field rules as conditional level checks (one per direction the
     # rule has), which pandas evaluates vectorised (ExpectColumnPairValuesToBeInSet
     # walks every row in Python: about 1.6 s per rule on 7k rows, minutes on a million).
+    nullable = {c.name for c in contract.categorical if c.nullable}
     for rule in contract.implications:
         when_is = Column(rule.when) == rule.when_value
-        when_is_not = Column(rule.when) != rule.when_value
+        when_is_not: Any = Column(rule.when) != rule.when_value
+        if rule.when in nullable:  # a blank `when` is not "not when_value": no rule applies
+            when_is_not = when_is_not & Column(rule.when).is_not_null()
+        # A blank governed column passes both checks: GX's level checks skip nulls.
         for column in rule.then:
             checks.append(
                 _rule(

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from churn.core.contract import MISSING_LEVEL
 from churn.core.data import clean
 from churn.core.errors import ContractError
 from churn.scoring.rows import check
@@ -82,7 +83,8 @@ def score_chunk(text: pd.DataFrame, domain: Domain, model: OnnxModel, stamp: Sta
     codes = {name: values[ok] for name, values in checked.codes.items()}
     if rows:
         # What /predict feeds the session: float32 numbers, the levels' own strings.
-        levels = contract.levels_by_column
+        # A missing level (code len(levels), nullable columns only) is MISSING_LEVEL.
+        levels = {name: (*lv, MISSING_LEVEL) for name, lv in contract.levels_by_column.items()}
         numeric = np.column_stack([numbers[name] for name in model.numeric]).astype(np.float32)
         categorical = np.column_stack(
             [np.asarray(levels[name], dtype=object)[codes[name]] for name in model.categorical]

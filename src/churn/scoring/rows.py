@@ -8,10 +8,12 @@ rejected rows have their reason formatted, so a clean chunk costs a few
 column comparisons.
 
 A row is rejected when its id is missing or does not match the contract's
-pattern (the output is keyed by it), when a feature is missing, not a
-number, not an integer where the contract says ``int``, outside its range,
-not one of its levels, or when a cross-field rule does not hold. Columns
-the contract does not know are ignored, as the drift check ignores them.
+pattern (the output is keyed by it), when a feature is missing (unless the
+contract lets it be: ``max_missing``), not a number, not an integer where
+the contract says ``int``, outside its range, not one of its levels, or
+when a cross-field rule does not hold (a rule does not apply to a blank).
+Columns the contract does not know are ignored, as the drift check ignores
+them.
 Duplicate ids are not checked: that needs every id in memory at once, and
 the scoring memory bound is one chunk (docs/scoring.md).
 """
@@ -80,10 +82,10 @@ class Checked:
     """A chunk after the checks: the reasons, and the parsed values the model needs.
 
     ``numbers`` holds each numeric feature as float64 (NaN where it did not
-    parse); ``codes`` each categorical feature as the position of its level in
-    the contract (-1: not a level). Both cover every row; the valid rows'
-    values are the model's input and the summary's bin counts, so nothing is
-    parsed twice.
+    parse or is missing); ``codes`` each categorical feature as the position of
+    its level in the contract (-1: not a level; ``len(levels)``: missing, in a
+    nullable column). Both cover every row; the valid rows' values are the
+    model's input and the summary's bin counts, so nothing is parsed twice.
     """
 
     reasons: np.ndarray  # "" for a valid row
@@ -139,7 +141,11 @@ def check(frame: pd.DataFrame, contract: Contract) -> Checked:
     }
     codes = {
         categorical.name: _check_level(
-            found, frame[categorical.name], categorical.name, categorical.levels
+            found,
+            frame[categorical.name],
+            categorical.name,
+            categorical.levels,
+            nullable=categorical.nullable,
         )
         for categorical in contract.categorical
     }
@@ -149,7 +155,10 @@ def check(frame: pd.DataFrame, contract: Contract) -> Checked:
         for name in rule.then:
             then = codes[name] == levels[name].index(rule.then_value)
             broken = when & ~then if rule.one_way else when != then
-            found.add(broken, _constant(f"{name} {rule.requirement}"))
+            blank = (codes[rule.when] == len(levels[rule.when])) | (
+                codes[name] == len(levels[name])
+            )  # a rule does not apply to a blank
+            found.add(broken & ~blank, _constant(f"{name} {rule.requirement}"))
     return Checked(found.result(), numbers, codes)
 
 
@@ -159,12 +168,17 @@ def reasons(frame: pd.DataFrame, contract: Contract) -> np.ndarray:
 
 
 def _check_level(
-    found: _Reasons, values: pd.Series, name: str, levels: tuple[str, ...]
+    found: _Reasons, values: pd.Series, name: str, levels: tuple[str, ...], *, nullable: bool
 ) -> np.ndarray:
+    """Level codes; a missing value of a nullable column gets ``len(levels)``, the
+    code of the extra level the model (`MISSING_LEVEL`) and the drift profile have."""
     codes = level_codes(values, levels)
     outside = codes < 0
     missing = _missing(values, outside)
-    found.add(missing, lambda _: f"{name} is missing")
+    if nullable:
+        codes[missing] = len(levels)
+    else:
+        found.add(missing, lambda _: f"{name} is missing")
     unknown = outside & ~missing
     found.add(unknown, lambda i: f"{name}: {values.iat[i]!r} is not one of its levels")
     return codes
@@ -173,9 +187,11 @@ def _check_level(
 def _check_number(
     found: _Reasons, values: pd.Series, name: str, kind: str, limits: Numeric
 ) -> np.ndarray:
+    """The numbers (NaN where missing: allowed in a nullable column, imputed by the model)."""
     numbers = pd.to_numeric(values, errors="coerce").astype("float64").to_numpy(na_value=np.nan)
     missing = _missing(values, np.isnan(numbers))
-    found.add(missing, lambda _: f"{name} is missing")
+    if not limits.nullable:
+        found.add(missing, lambda _: f"{name} is missing")
     not_number = ~missing & np.isnan(numbers)
     found.add(not_number, lambda i: f"{name}: {values.iat[i]!r} is not a number")
     parsed = ~np.isnan(numbers)

@@ -47,13 +47,15 @@ def score_counts(probabilities: np.ndarray) -> np.ndarray:
 def feature_counts(feature: FeatureProfile, values: pd.Series) -> np.ndarray:
     """Counts of checked ``values`` on ``feature``'s bins (vectorised for levels too)."""
     if feature.kind == "numeric":
-        return feature.bin_counts(values.to_numpy(dtype=np.float64))
+        return feature.bin_counts(values.to_numpy(dtype=np.float64, na_value=np.nan))
     import pandas as pd
 
     codes = pd.Categorical(values, categories=list(feature.levels)).codes
+    if feature.missing:  # a nullable column's last bin holds its missing values
+        codes = np.where(values.isna().to_numpy(), len(feature.levels), codes)
     if (codes < 0).any():  # cannot happen after the row checks; say so if it does
         raise ValueError(f"{feature.name}: a value outside its levels reached the summary")
-    return np.bincount(codes, minlength=len(feature.levels)).astype(np.int64)
+    return np.bincount(codes, minlength=len(feature.counts)).astype(np.int64)
 
 
 @dataclass
@@ -95,7 +97,7 @@ class Summary:
             if feature.kind == "numeric":
                 counts = feature.bin_counts(numbers[feature.name])
             else:
-                counts = np.bincount(codes[feature.name], minlength=len(feature.levels))
+                counts = np.bincount(codes[feature.name], minlength=len(feature.counts))
                 counts = counts.astype(np.int64)
             previous = self.bins.get(feature.name)
             self.bins[feature.name] = counts if previous is None else previous + counts

@@ -83,18 +83,25 @@ class DriftWindow:
         categorical_names: list[str] = []
         # (edges, first bin) per numeric feature; level -> bin per categorical one.
         self._numeric: list[tuple[tuple[float, ...], int]] = []
-        self._categorical: list[dict[str, int]] = []
+        self._categorical: list[dict[str | None, int]] = []
+        self._numeric_missing: list[int | None] = []  # the null bin, for nullable features
         start = 0
         for feature in reference.features:
             self.slices[feature.name] = slice(start, start + len(feature.counts))
+            # A nullable feature's last bin counts its nulls (None in the record).
+            missing_bin = start + len(feature.counts) - 1 if feature.missing else None
             if feature.kind == "numeric":
                 numeric_names.append(api_name(feature.name))
                 self._numeric.append((feature.edges, start))
+                self._numeric_missing.append(missing_bin)
             else:
                 categorical_names.append(api_name(feature.name))
-                self._categorical.append(
-                    {level: start + i for i, level in enumerate(feature.levels)}
-                )
+                bins: dict[str | None, int] = {
+                    level: start + i for i, level in enumerate(feature.levels)
+                }
+                if missing_bin is not None:
+                    bins[None] = missing_bin
+                self._categorical.append(bins)
             start += len(feature.counts)
         self._bins = start
         self._numeric_edges = [np.asarray(edges, dtype=np.float64) for edges, _ in self._numeric]
@@ -125,8 +132,15 @@ class DriftWindow:
         counts = self._filling
         numeric, categorical = self._numeric, self._categorical
         for record in records:
-            for value, (edges, start) in zip(self._numeric_values(record), numeric, strict=True):
-                counts[start + bisect_right(edges, value)] += 1
+            for value, (edges, start), missing in zip(
+                self._numeric_values(record), numeric, self._numeric_missing, strict=True
+            ):
+                if value is not None:
+                    counts[start + bisect_right(edges, value)] += 1
+                elif missing is not None:
+                    counts[missing] += 1
+                else:  # the record model refuses null here: a bug, not bad input
+                    raise ValueError("a null in a feature that may not be missing")
             for level, bins in zip(self._categorical_values(record), categorical, strict=True):
                 counts[bins[level]] += 1
 
@@ -135,9 +149,9 @@ class DriftWindow:
         numeric = zip(*map(self._numeric_values, records), strict=True)
         categorical = zip(*map(self._categorical_values, records), strict=True)
         bins = [
-            np.searchsorted(edges, np.asarray(column, dtype=np.float64), side="right") + start
-            for column, edges, (_, start) in zip(
-                numeric, self._numeric_edges, self._numeric, strict=True
+            _numeric_bins(np.asarray(column, dtype=np.float64), edges, start, missing)
+            for column, edges, (_, start), missing in zip(
+                numeric, self._numeric_edges, self._numeric, self._numeric_missing, strict=True
             )
         ]
         bins += [
@@ -167,6 +181,14 @@ class DriftWindow:
             total = self._sealed_total + np.asarray(self._filling, dtype=np.int64)
             rows = self.rows
         return rows, {name: total[bins] for name, bins in self.slices.items()}
+
+
+def _numeric_bins(
+    values: np.ndarray, edges: np.ndarray, start: int, missing: int | None
+) -> np.ndarray:
+    """The bin of each value (None became NaN): its range's, or the null bin."""
+    bins = np.searchsorted(edges, values, side="right") + start
+    return bins if missing is None else np.where(np.isnan(values), missing, bins)
 
 
 class DriftMonitor:

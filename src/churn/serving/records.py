@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from churn.core.contract import api_name
+from churn.monitoring.drift.stats import is_missing
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -27,7 +28,8 @@ def to_api_records(frame: pd.DataFrame, contract: Contract) -> list[ApiRecord]:
 
     Values become the plain Python types the API's strict validation wants:
     an ``int`` feature stored as 12.0 (pandas widens integer columns with
-    gaps to floats) is sent as 12, a float as a float, a level as a string.
+    gaps to floats) is sent as 12, a float as a float, a level as a string,
+    and a blank in a column the contract lets be blank as null.
     ``frame`` must hold valid records (`churn.core.data.clean`, then validated).
     """
     columns: list[str] = []
@@ -37,12 +39,22 @@ def to_api_records(frame: pd.DataFrame, contract: Contract) -> list[ApiRecord]:
         casts.append(str)
     for number in contract.numeric:
         columns.append(number.name)
-        casts.append(int if number.kind == "int" else float)
+        cast: Callable[[Any], Any] = int if number.kind == "int" else float
+        casts.append(_or_null(cast) if number.nullable else cast)
     for category in contract.categorical:
         columns.append(category.name)
-        casts.append(str)
+        casts.append(_or_null(str) if category.nullable else str)
     names = [api_name(column) for column in columns]
     return [
         {name: cast(value) for name, cast, value in zip(names, casts, row, strict=True)}
         for row in frame[columns].itertuples(index=False, name=None)
     ]
+
+
+def _or_null(cast: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``cast``, except that a missing value (None, NaN, pandas' NA) becomes None."""
+
+    def convert(value: Any) -> Any:
+        return None if is_missing(value) else cast(value)
+
+    return convert

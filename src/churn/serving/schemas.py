@@ -4,7 +4,9 @@
 record (`Schemas.Record`), the batch request and the feedback. Field names
 are the contract's columns in snake_case (`churn.core.contract.api_name`);
 categorical fields only accept the contract's levels (an ``enum`` in the
-OpenAPI schema), numbers its ranges, and the cross-field rules hold.
+OpenAPI schema), numbers its ranges, and the cross-field rules hold. A
+field of a column the contract lets be blank (``max_missing``) accepts
+``null`` but is still required; every other field refuses ``null``.
 Validation is strict: a number sent as a string, or a field the contract
 does not know, is a 422, not a guess.
 
@@ -32,7 +34,7 @@ from pydantic import (
 )
 
 from churn.core.artifacts import MODEL_URI_PATTERN
-from churn.core.contract import Implication, api_name
+from churn.core.contract import MISSING_LEVEL, Implication, api_name
 from churn.core.errors import ContractError
 
 if TYPE_CHECKING:
@@ -72,7 +74,10 @@ class RecordBase(BaseModel):
     def _cross_field_rules(self) -> Self:
         for rule in self.rules:
             for name in rule.then:
-                if rule.broken_by(getattr(self, rule.when), getattr(self, name)):
+                when, then = getattr(self, rule.when), getattr(self, name)
+                if when is None or then is None:
+                    continue  # a rule does not apply to a blank
+                if rule.broken_by(when, then):
                     raise ValueError(f"{name} {rule.requirement}")
         return self
 
@@ -157,7 +162,16 @@ class Schemas:
     def __post_init__(self) -> None:
         # Built once: reading a record's inputs is then one C call per input.
         object.__setattr__(self, "_numeric", attributes(self.numeric_fields))
-        object.__setattr__(self, "_categorical", attributes(self.categorical_fields))
+        categorical = attributes(self.categorical_fields)
+        if any(c.nullable for c in self.contract.categorical):
+            # ONNX strings have no null: a missing level is spelled MISSING_LEVEL.
+            # (A missing number is None, which numpy reads as NaN: the model imputes it.)
+            plain = categorical
+
+            def categorical(record: Any) -> tuple[Any, ...]:
+                return tuple(MISSING_LEVEL if value is None else value for value in plain(record))
+
+        object.__setattr__(self, "_categorical", categorical)
 
     def model_inputs(
         self, records: Sequence[RecordBase]
@@ -184,16 +198,23 @@ def build(contract: Contract) -> Schemas:
             ),
         )
     }
+    # A nullable column's field is required but may be null: the client sends
+    # every key, and says "unknown" explicitly rather than by leaving one out.
     for number in contract.numeric:
-        kind: type = int if number.kind == "int" else float
+        kind: Any = int if number.kind == "int" else float
         record_fields[api_name(number.name)] = (
-            kind,
-            Field(ge=number.min_value, le=number.max_value, description=number.description),
+            kind | None if number.nullable else kind,
+            Field(
+                ge=number.min_value,
+                le=number.max_value,
+                description=_nullable(number.description, number.nullable),
+            ),
         )
     for category in contract.categorical:
+        levels: Any = Literal[category.levels]
         record_fields[api_name(category.name)] = (
-            Literal[category.levels],
-            Field(description=category.description),
+            levels | None if category.nullable else levels,
+            Field(description=_nullable(category.description, category.nullable)),
         )
     example = contract.api_example()
     record = create_model(
@@ -253,6 +274,12 @@ def build(contract: Contract) -> Schemas:
         example=example,
         input_schema=record.model_json_schema(),
     )
+
+
+def _nullable(description: str, nullable: bool) -> str:
+    if not nullable:
+        return description
+    return f"{description} May be null (unknown); the key is still required.".strip()
 
 
 def attributes(names: Sequence[str]) -> Callable[[Any], tuple[Any, ...]]:

@@ -29,8 +29,11 @@ def check(frame: pd.DataFrame, source: str, *, contract: Contract) -> None:
 
     Every feature column must be present (the id and the label may be
     absent; unknown columns are ignored) and every value must satisfy the
-    contract: levels, numeric types and ranges, cross-field rules. Expects
-    frames from `churn.core.data.load` (cleaned).
+    contract: levels, numeric types and ranges, cross-field rules. A blank
+    is allowed in a column the contract lets be missing (whatever the share:
+    it has its own bin, so a jump in blanks is drift, not an error), and a
+    rule does not apply to a record with a blank in it. Expects frames from
+    `churn.core.data.load` (cleaned).
     """
     import pandas as pd
 
@@ -57,6 +60,8 @@ def check(frame: pd.DataFrame, source: str, *, contract: Contract) -> None:
     for numeric in contract.numeric:
         values = pd.to_numeric(frame[numeric.name], errors="coerce").astype("float64")
         bad = values.isna() | (values < numeric.min_value) | (values > numeric.max_value)
+        if numeric.nullable:  # a blank is counted in its own bin; text that is no number is not
+            bad &= frame[numeric.name].notna()
         if numeric.kind == "int":
             bad |= values % 1 != 0
         what = "an integer" if numeric.kind == "int" else "a number"
@@ -64,12 +69,15 @@ def check(frame: pd.DataFrame, source: str, *, contract: Contract) -> None:
         offending(numeric.name, bad, f"must be {what} in {limits}")
     for categorical in contract.categorical:
         bad = ~frame[categorical.name].isin(categorical.levels)
+        if categorical.nullable:
+            bad &= frame[categorical.name].notna()
         offending(categorical.name, bad, f"must be one of {list(categorical.levels)}")
     for rule in contract.implications:
         when = frame[rule.when].eq(rule.when_value)
         for column in rule.then:
             then = frame[column].eq(rule.then_value)
             bad = when & ~then if rule.one_way else when != then
+            bad &= frame[rule.when].notna() & frame[column].notna()  # blank: not applicable
             offending(column, bad, rule.requirement)
     if problems:
         raise DataError(

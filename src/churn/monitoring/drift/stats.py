@@ -26,29 +26,55 @@ Kind = Literal["numeric", "categorical"]
 Counts = npt.NDArray[np.int64]
 
 
+def is_missing(value: object) -> bool:
+    """Whether one value is missing: None, NaN or pandas' NA (no pandas import needed)."""
+    if value is None:
+        return True
+    try:
+        return bool(value != value)  # noqa: PLR0124 (NaN is the one value unequal to itself)
+    except TypeError:  # pandas' NA: a comparison with it is NA, which has no truth value
+        return True
+
+
 def bin_counts(
     name: str,
     kind: Kind,
     edges: Sequence[float],
     levels: Sequence[str],
-    values: Iterable[float | str] | npt.NDArray[Any],
+    values: Iterable[float | str | None] | npt.NDArray[Any],
+    *,
+    missing: bool = False,
 ) -> Counts:
     """Counts per bin of ``values``: numeric bins split at ``edges`` (values
-    beyond them in the end bins), categorical bins one per level.
+    beyond them in the end bins), categorical bins one per level, and with
+    ``missing`` one more bin at the end for missing values (None, NaN).
 
-    Raises ValueError naming ``name`` for a value that is not one of ``levels``.
+    Raises ValueError naming ``name`` for a value that is not one of ``levels``,
+    or for a missing value when there is no bin for it.
     """
     if kind == "numeric":
         array = np.asarray(values, dtype=np.float64)
         index = np.searchsorted(np.asarray(edges, dtype=np.float64), array, side="right")
         bins = len(edges) + 1
+        blank = np.isnan(array)
     else:
-        lookup = {level: i for i, level in enumerate(levels)}
+        lookup: dict[object, int] = {level: i for i, level in enumerate(levels)}
+        if missing:
+            lookup[None] = len(levels)
         try:
-            index = np.fromiter((lookup[str(v)] for v in values), dtype=np.intp)
+            index = np.fromiter(
+                (lookup[None if is_missing(v) else str(v)] for v in values), dtype=np.intp
+            )
         except KeyError as exc:
-            raise ValueError(f"{name}: {exc.args[0]!r} is not one of {list(levels)}") from None
+            value = "a missing value" if exc.args[0] is None else repr(exc.args[0])
+            raise ValueError(f"{name}: {value} is not one of {list(levels)}") from None
         bins = len(levels)
+        blank = index == bins
+    if missing:
+        index = np.where(blank, bins, index)
+        bins += 1
+    elif blank.any():
+        raise ValueError(f"{name}: a missing value, and the column may not be missing")
     return np.bincount(index, minlength=bins).astype(np.int64)
 
 
