@@ -161,8 +161,8 @@ def test_without_an_id_the_rows_are_numbered_in_a_new_first_column(
     assert found.table[found.id.name].is_unique
     assert found.table[found.id.name].str.fullmatch(found.id.pattern).all()
     ids = found.table[found.id.name]
-    first_complete = found.table[[c.name for c in found.columns]].notna().all(axis=1).idxmax()
-    assert found.example[found.id.name] == ids[first_complete]
+    complete = found.table[[c.name for c in found.columns]].notna().all(axis=1).to_numpy()
+    assert found.example[found.id.name] == ids.iloc[int(np.argmax(complete))]
 
 
 def test_blanks_tokens_flags_and_useless_columns(
