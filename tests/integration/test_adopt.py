@@ -11,7 +11,6 @@ that is empty. The copy runs what ``make demo`` runs (``dvc repro``, then
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Iterator
 
@@ -23,7 +22,7 @@ from churn.core.contract import Contract, load_contract
 from churn.pipeline.synth import generate
 from tests.integration.test_fork import ALLOWED, example_names
 from tests.support.domains import synthetic_domain
-from tests.support.project import Repo, copy_project
+from tests.support.project import Repo, copy_project, on_its_own_code
 
 pytestmark = pytest.mark.integration
 
@@ -49,10 +48,7 @@ def real_table(contract: Contract, rows: int, seed: int) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def adopted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repo]:
-    copy = copy_project(tmp_path_factory.mktemp("adopted"))
-    env = {k: v for k, v in copy.env.items() if k != "CHURN_DOMAIN"}
-    env["PYTHONPATH"] = os.pathsep.join([str(copy.root / "src"), str(copy.root)])
-    project = Repo(copy.root, env)
+    project = on_its_own_code(copy_project(tmp_path_factory.mktemp("adopted")))
     source = synthetic_domain().contract
     table = tmp_path_factory.mktemp("table") / "applications.csv"
     real_table(source, ROWS, seed=5).to_csv(table, index=False)

@@ -39,7 +39,7 @@ from churn.core.params import TrainParams, load_params
 from tests.support.domains import SYNTHETIC_ROOM, install_room, synthetic_domain, write_generated
 from tests.support.params import nudged, write_params
 from tests.support.paths import REPO
-from tests.support.project import Repo, copy_project
+from tests.support.project import Repo, copy_project, on_its_own_code
 
 pytestmark = pytest.mark.integration
 
@@ -57,11 +57,7 @@ ALLOWED = (
 @pytest.fixture(scope="module")
 def fork(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repo]:
     """The fork, committed, after ``dvc repro`` and with its gate set from its metrics."""
-    copy = copy_project(tmp_path_factory.mktemp("fork"))
-    # The copy's own code, not the installed package's, and its own domain room.
-    env = {k: v for k, v in copy.env.items() if k != "CHURN_DOMAIN"}
-    env["PYTHONPATH"] = os.pathsep.join([str(copy.root / "src"), str(copy.root)])
-    project = Repo(copy.root, env)
+    project = on_its_own_code(copy_project(tmp_path_factory.mktemp("fork")))
 
     # The forker's three edits: the room, the data, (below) the gate.
     install_room(SYNTHETIC_ROOM, project.root)

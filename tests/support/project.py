@@ -73,3 +73,11 @@ def copy_project(root: Path) -> Repo:
     project.run("git", "add", "--all")
     project.run("git", "commit", "--quiet", "--message", "copy")
     return project
+
+
+def on_its_own_code(copy: Repo) -> Repo:
+    """``copy`` running its own code and its own domain room, not the installed package's
+    and not ``CHURN_DOMAIN``'s: a fork as its owner runs it."""
+    env = {k: v for k, v in copy.env.items() if k != DOMAIN_ENV}
+    env["PYTHONPATH"] = os.pathsep.join([str(copy.root / "src"), str(copy.root)])
+    return Repo(copy.root, env)
