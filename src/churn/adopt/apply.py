@@ -200,6 +200,7 @@ def summary(adoption: Adoption) -> str:
     lines += [
         "",
         "next: make demo (the pipeline on the new data), make test, then commit everything,",
-        "      dvc.lock and metrics.json included.",
+        "      dvc.lock and metrics.json included, to main itself: until it lands, main's",
+        "      gate is the example's (docs/adopt.md, Landing the adoption).",
     ]
     return "\n".join(lines)
