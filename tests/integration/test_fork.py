@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -156,11 +157,13 @@ def example_names(contract: Contract) -> list[str]:
 
 
 def _plain(name: str) -> bool:
-    """A name any code may spell: a word, a number, or one or two characters."""
+    """A name any code may spell: a word, a number, an ordinal ("1st"), or one or two
+    characters."""
     try:
         float(name)
     except ValueError:
-        return len(name) <= 2 or (name.isalpha() and name[1:].islower())
+        ordinal = re.fullmatch(r"[0-9]+(st|nd|rd|th)", name) is not None
+        return ordinal or len(name) <= 2 or (name.isalpha() and name[1:].islower())
     return True
 
 

@@ -30,6 +30,7 @@ from churn.serving.records import ApiRecord, to_api_records
 from churn.serving.settings import ServingSettings
 from tests.support.cli import churn
 from tests.support.models import TrainedModel
+from tests.support.params import write_params
 from tests.support.servers import S3Server, Server, log_env, stop_server
 
 pytestmark = pytest.mark.integration
@@ -62,7 +63,14 @@ def files(
     score = trained_model.pipeline.predict_proba(features(test, contract))[:, 1]
     baseline = tmp_path / "metrics.json"
     baseline.write_text(json.dumps(compute_metrics(label(test, contract), score, card.threshold)))
-    return {"reference": reference, "metrics": baseline}
+    # A small table's test split may hold fewer outcomes than a verdict needs: the
+    # monitor then judges it with that many (the rule's other numbers unchanged).
+    enough = min(params.monitoring.min_labelled, len(test))
+    monitoring = params.monitoring.model_copy(update={"min_labelled": enough})
+    judged = write_params(
+        params.model_copy(update={"monitoring": monitoring}), tmp_path / "params.yaml"
+    )
+    return {"reference": reference, "metrics": baseline, "params": judged}
 
 
 def batches(records: list[ApiRecord]) -> Iterator[list[ApiRecord]]:
@@ -112,6 +120,7 @@ def monitor(
         "--reference", str(files["reference"]),
         "--card", str(model.directory / CARD_FILE),
         "--metrics", str(files["metrics"]), "--json", str(out),
+        "--params", str(files["params"]),
         env=env, timeout=120,
     )  # fmt: skip
     return done, json.loads(out.read_text()) if out.exists() else {}

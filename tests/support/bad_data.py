@@ -88,13 +88,17 @@ def range_cases(column: Numeric) -> list[BadCase]:
 
 
 def type_cases(column: Numeric, domain: Domain) -> list[BadCase]:
-    """Text, a blank the repairs leave missing, and (for integers) a fraction."""
+    """Text, a blank the repairs leave missing (unless the column may be blank), and (for
+    integers) a fraction."""
     cases = [
         BadCase(f"not a number: {column.name}", set_cell(column.name, "not-a-number"),
                 column.name, TYPE, "not-a-number"),
-        BadCase(f"null: {column.name}", _blank_that_stays_missing(column.name, domain),
-                column.name, NOT_NULL),
     ]  # fmt: skip
+    if not column.nullable:
+        cases.append(
+            BadCase(f"null: {column.name}", _blank_that_stays_missing(column.name, domain),
+                    column.name, NOT_NULL)
+        )  # fmt: skip
     if column.kind == "int":
         half = column.min_value + 0.5
         cases.append(
