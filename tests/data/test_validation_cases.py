@@ -158,8 +158,9 @@ def test_a_rules_level_without_its_condition_passes_only_one_way(
 ) -> None:
     rule = lone_rules(domain.contract)[index]
     edited = clean(_edit_row_0(converse(domain.contract, rule))(sample.copy()), domain)
-    one_way = validate(edited, ["converse"], with_rule_kind(domain.contract, one_way=True))
-    both_ways = validate(edited, ["converse"], with_rule_kind(domain.contract, one_way=False))
+    contract = domain.contract
+    one_way = validate(edited, ["converse"], with_rule_kind(contract, one_way=True, rule=rule))
+    both_ways = validate(edited, ["converse"], with_rule_kind(contract, one_way=False, rule=rule))
 
     assert one_way.success, one_way.render()
     assert not both_ways.success
@@ -178,7 +179,8 @@ def test_a_forward_break_fails_either_kind_and_the_report_names_it(
     rule = lone_rules(domain.contract)[index]
     fields = forward_break(domain.contract, rule)
     edited = clean(_edit_row_0(fields)(sample.copy()), domain)
-    report = validate(edited, ["forward"], with_rule_kind(domain.contract, one_way=one_way))
+    variant = with_rule_kind(domain.contract, one_way=one_way, rule=rule)
+    report = validate(edited, ["forward"], variant)
 
     kind = "one-way" if one_way else "both-ways"
     assert [(c.column, c.rule) for c in report.failures] == [

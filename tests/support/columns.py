@@ -31,11 +31,18 @@ def rule_text(numeric: Numeric) -> str:
     return f"{numeric.name} must be {what} in {numeric.min_value:g}..{numeric.max_value:g}"
 
 
-def with_rule_kind(contract: Contract, *, one_way: bool) -> Contract:
-    """``contract`` with every cross-field rule made one-way (or both-ways)."""
+def with_rule_kind(
+    contract: Contract, *, one_way: bool, rule: Implication | None = None
+) -> Contract:
+    """``contract`` with ``rule`` (else every cross-field rule) made one-way (or both-ways).
+
+    Give the rule when checking data: the domain's data obeys each other rule as
+    the contract states it, and a one-way rule's data does not obey it both ways.
+    """
     raw = contract.model_dump(mode="json")
-    for rule in raw["implications"]:
-        rule["one_way"] = one_way
+    for position, stated in enumerate(contract.implications):
+        if rule is None or stated == rule:
+            raw["implications"][position]["one_way"] = one_way
     return Contract.model_validate(raw)
 
 

@@ -281,9 +281,9 @@ def test_check_lets_a_rules_level_appear_alone_only_under_a_one_way_rule(
     rules = lone_rules(contract)
     if not rules:
         pytest.skip("no cross-field rule shares no column with another")
-    one_way = with_rule_kind(contract, one_way=True)
-    both_ways = with_rule_kind(contract, one_way=False)
     for rule in rules:
+        one_way = with_rule_kind(contract, one_way=True, rule=rule)
+        both_ways = with_rule_kind(contract, one_way=False, rule=rule)
         alone = reference.head(10).assign(**converse(contract, rule))
         check(alone, "batch.csv", contract=one_way)
         expected = f"{rule.then[0]} must be {rule.then_value!r} exactly when {rule.when} is"

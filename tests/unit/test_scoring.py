@@ -103,13 +103,13 @@ def test_a_rules_level_alone_is_scored_only_under_a_one_way_rule(
     raw_sample: pd.DataFrame, domain: Domain
 ) -> None:
     contract = domain.contract
-    one_way = with_rule_kind(contract, one_way=True)
-    both_ways = with_rule_kind(contract, one_way=False)
     frame = clean(raw_sample, domain)
     rules = lone_rules(contract)
     if not rules:
         pytest.skip("no cross-field rule shares no column with another")
     for rule in rules:
+        one_way = with_rule_kind(contract, one_way=True, rule=rule)
+        both_ways = with_rule_kind(contract, one_way=False, rule=rule)
         alone = frame.assign(**converse(contract, rule))
         assert (reasons(alone, one_way) == "").all()
         why = reasons(alone, both_ways)
