@@ -177,6 +177,8 @@ def test_a_forward_break_fails_either_kind_and_the_report_names_it(
     sample: pd.DataFrame, domain: Domain, index: int, one_way: bool
 ) -> None:
     rule = lone_rules(domain.contract)[index]
+    if rule.one_way and not one_way:
+        pytest.skip("the domain's data obeys this rule one way only: both ways it breaks anyway")
     fields = forward_break(domain.contract, rule)
     edited = clean(_edit_row_0(fields)(sample.copy()), domain)
     variant = with_rule_kind(domain.contract, one_way=one_way, rule=rule)
