@@ -220,8 +220,10 @@ def bad_inputs(reference: pd.DataFrame, contract: Contract) -> list[tuple[str, p
         cases += [
             ("not a number", head.assign(**{numeric.name: "not-a-number"}), rule),
             ("below the range", head.assign(**{numeric.name: numeric.min_value - 1}), rule),
-            ("missing", head.assign(**{numeric.name: np.nan}), rule),
         ]
+    for numeric in [n for n in contract.numeric if not n.nullable][:1]:  # blank is a break
+        rule = re.escape(rule_text(numeric))
+        cases.append(("missing", head.assign(**{numeric.name: np.nan}), rule))
     for numeric in [n for n in contract.numeric if n.kind == "int"][:1]:
         fraction = numeric.min_value + 0.5
         cases.append(
