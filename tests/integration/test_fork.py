@@ -46,6 +46,7 @@ pytestmark = pytest.mark.integration
 
 ROWS = 3000  # about what a small real table has: enough for every test's windows
 FORK_SUITE_ENV = "CHURN_FORK_SUITE"  # "full": integration tests too (make test-fork)
+FORK_SUITE_TIMEOUT_S = 2400  # the whole suite in the fork: ~10 min on 2 busy cores
 SEED = 0
 PARAMETER_FACTOR = 0.3  # the change a tuning pull request makes to one hyperparameter
 # Where the example's names may stay: prose, and the rooms the suite runs on.
@@ -212,6 +213,7 @@ def test_the_suite_passes_in_the_fork(fork: Repo) -> None:
         "-p",
         "no:cacheprovider",
         check=False,
+        timeout=FORK_SUITE_TIMEOUT_S,
     )
 
     summary = result.stdout.strip().splitlines()[-1:] or ["(no output)"]

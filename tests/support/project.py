@@ -20,14 +20,16 @@ class Repo:
     root: Path
     env: dict[str, str]
 
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, check: bool = True, timeout: float = 600
+    ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             args,
             cwd=self.root,
             env=self.env,
             capture_output=True,
             text=True,
-            timeout=600,
+            timeout=timeout,
             check=False,
         )
         if check and result.returncode != 0:
