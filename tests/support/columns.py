@@ -76,3 +76,21 @@ def forward_break(contract: Contract, rule: Implication) -> dict[str, str]:
         **dict.fromkeys(rule.then, rule.then_value),
         rule.then[0]: wrong,
     }
+
+
+def lone_rule_variants(contract: Contract) -> list[tuple[Implication, Contract, Contract]]:
+    """Each lone rule with the contract where it is one-way and where it is both-ways
+    (the other rules as stated); skips the test when the contract has no lone rule."""
+    import pytest
+
+    rules = lone_rules(contract)
+    if not rules:
+        pytest.skip("no cross-field rule shares no column with another")
+    return [
+        (
+            rule,
+            with_rule_kind(contract, one_way=True, rule=rule),
+            with_rule_kind(contract, one_way=False, rule=rule),
+        )
+        for rule in rules
+    ]

@@ -12,7 +12,11 @@ from pydantic import ValidationError
 from churn.core.contract import Contract, Identifier, Implication, api_name, load_contract
 from churn.core.domain import Domain
 from churn.core.errors import ContractError
-from tests.support.columns import converse, forward_break, lone_rules, with_rule_kind
+from tests.support.columns import (
+    converse,
+    forward_break,
+    lone_rule_variants,
+)
 
 
 def test_feature_lists_are_disjoint_and_ordered(contract: Contract) -> None:
@@ -162,13 +166,7 @@ def _example_with(contract: Contract, fields: dict[str, str]) -> dict[str, Any]:
 
 
 def test_an_example_with_a_rules_level_alone_is_valid_only_one_way(contract: Contract) -> None:
-    rules = lone_rules(contract)
-    if not rules:
-        pytest.skip("no cross-field rule shares no column with another")
-    for rule in rules:
-        one_way = with_rule_kind(contract, one_way=True, rule=rule)
-        both_ways = with_rule_kind(contract, one_way=False, rule=rule)
-
+    for rule, one_way, both_ways in lone_rule_variants(contract):
         Contract.model_validate(_example_with(one_way, converse(contract, rule)))
         message = f"{rule.then[0]} must be {rule.then_value!r} exactly when {rule.when} is"
         with pytest.raises(ValidationError, match=re.escape(message)):

@@ -41,9 +41,8 @@ from tests.support.columns import (
     converse,
     forward_break,
     free_categorical,
-    lone_rules,
+    lone_rule_variants,
     rule_text,
-    with_rule_kind,
 )
 from tests.support.paths import PARAMS
 
@@ -280,12 +279,7 @@ def test_check_shows_examples_of_offending_values(
 def test_check_lets_a_rules_level_appear_alone_only_under_a_one_way_rule(
     reference: pd.DataFrame, contract: Contract
 ) -> None:
-    rules = lone_rules(contract)
-    if not rules:
-        pytest.skip("no cross-field rule shares no column with another")
-    for rule in rules:
-        one_way = with_rule_kind(contract, one_way=True, rule=rule)
-        both_ways = with_rule_kind(contract, one_way=False, rule=rule)
+    for rule, one_way, both_ways in lone_rule_variants(contract):
         alone = reference.head(10).assign(**converse(contract, rule))
         check(alone, "batch.csv", contract=one_way)
         expected = f"{rule.then[0]} must be {rule.then_value!r} exactly when {rule.when} is"

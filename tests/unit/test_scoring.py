@@ -37,7 +37,11 @@ from tests.support.bad_data import (
     bad_cases,
     nullable_columns,
 )
-from tests.support.columns import converse, forward_break, lone_rules, with_rule_kind
+from tests.support.columns import (
+    converse,
+    forward_break,
+    lone_rule_variants,
+)
 
 ROW_LEVEL = {LEVELS, NOT_NULL, PATTERN, RANGE, TYPE}
 
@@ -104,12 +108,7 @@ def test_a_rules_level_alone_is_scored_only_under_a_one_way_rule(
 ) -> None:
     contract = domain.contract
     frame = clean(raw_sample, domain)
-    rules = lone_rules(contract)
-    if not rules:
-        pytest.skip("no cross-field rule shares no column with another")
-    for rule in rules:
-        one_way = with_rule_kind(contract, one_way=True, rule=rule)
-        both_ways = with_rule_kind(contract, one_way=False, rule=rule)
+    for rule, one_way, both_ways in lone_rule_variants(contract):
         alone = frame.assign(**converse(contract, rule))
         assert (reasons(alone, one_way) == "").all()
         why = reasons(alone, both_ways)
